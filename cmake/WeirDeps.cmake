@@ -1,0 +1,32 @@
+# Every dependency comes from a Debian package (scripts/deps installs them).
+find_package(Threads REQUIRED)
+find_package(PkgConfig REQUIRED)
+find_package(nlohmann_json 3.10 REQUIRED)
+find_package(simdjson REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(SQLite3 REQUIRED)
+find_package(FlatBuffers REQUIRED)
+find_program(FLATC flatc REQUIRED)
+# Paho C >= 1.3.10 runs the message callback before it sends PUBACK; weir's
+# journal-before-ack durability (DESIGN 6.2) depends on that ordering.
+find_package(eclipse-paho-mqtt-c 1.3.10 REQUIRED)
+find_package(PahoMqttCpp REQUIRED)
+pkg_check_modules(LIBUV REQUIRED IMPORTED_TARGET libuv)
+if(WEIR_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()
+if(WEIR_BUILD_BENCH)
+  find_package(benchmark QUIET)
+endif()
+
+# weir_add_unit_test(NAME SOURCES... LIBS ...): a GoogleTest binary labelled `unit`.
+function(weir_add_unit_test name)
+  if(NOT WEIR_BUILD_TESTS)
+    return()
+  endif()
+  cmake_parse_arguments(ARG "" "" "SOURCES;LIBS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gtest_main)
+  set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+  gtest_discover_tests(${name} PROPERTIES LABELS unit DISCOVERY_TIMEOUT 60)
+endfunction()

@@ -1,0 +1,48 @@
+// Reading: one decoded sensor reading, the unit that flows from ingest into
+// the operators. A Reading does not own its strings: every string_view points
+// into a buffer owned by the decoder and is valid for one processing step.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+namespace weir {
+
+// Upper bounds on what one source config can declare; `weir validate` rejects
+// configs beyond them. They keep Reading a fixed-size value (no allocation).
+inline constexpr int kMaxFields = 64;      // source.fields
+inline constexpr int kMaxAttributes = 32;  // topic captures + source.tags
+
+struct Reading {
+  std::string_view device;  // device identity (DESIGN 4 `source.device`)
+  int64_t ts_ms = 0;        // event time as sent, int64 ms (5.5 correction is the operators')
+  bool has_seq = false;     // a JSON integer seq was present (6.1)
+  int64_t seq = 0;
+  bool has_sent_at = false;  // device clock at send time, int64 ms (5.5)
+  int64_t sent_at_ms = 0;
+
+  // Numeric fields, indexed as ReadingSchema::fields. Bit i of field_mask is
+  // set when field i is present (JSON null counts as absent).
+  uint64_t field_mask = 0;
+  std::array<double, kMaxFields> field{};
+
+  // Attributes (topic captures, tags), indexed as ReadingSchema::attributes,
+  // as canonical key text (DESIGN 4 `key`: numbers in shortest round-trip
+  // form without ".0", true/false). Bit i of attribute_mask: present and not null.
+  uint32_t attribute_mask = 0;
+  std::array<std::string_view, kMaxAttributes> attribute{};
+
+  bool HasField(int i) const { return (field_mask >> i) & 1u; }
+  bool HasAttribute(int i) const { return (attribute_mask >> i) & 1u; }
+  void SetField(int i, double v) {
+    field[i] = v;
+    field_mask |= uint64_t{1} << i;
+  }
+  void SetAttribute(int i, std::string_view v) {
+    attribute[i] = v;
+    attribute_mask |= uint32_t{1} << i;
+  }
+};
+
+}  // namespace weir
