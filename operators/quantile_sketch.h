@@ -9,14 +9,15 @@
 // nearest-rank value (the ceil(q*n)-th smallest) and returns its
 // representative clamped to the exact [min, max], so the answer is within
 // 0.5% (relative) of the nearest-rank value: half the contract's 1%.
-// The bound holds while one sign's buckets span at most kMaxBuckets (2048,
-// that is a dynamic range of gamma^2048 ~ 7.4e8 between the smallest and the
-// largest magnitude); beyond that the smallest magnitudes are collapsed into
-// one bucket, like DDSketch's collapsing-lowest store, and only they lose
-// accuracy. Zero is counted exactly.
+// The bound holds while one sign's buckets span at most kMaxBuckets (8192,
+// that is a dynamic range of gamma^8192 ~ 4e35 between the smallest and the
+// largest magnitude of one sign); beyond that the smallest magnitudes are
+// collapsed into one bucket, like DDSketch's collapsing-lowest store, and only
+// quantiles that land on them lose accuracy. Zero is counted exactly, and the
+// rank-1 and rank-n answers are the exact min and max.
 //
 // Memory grows with the range of values seen (4 bytes per bucket spanned),
-// never past 2 x 2048 buckets; Clear() keeps the capacity so a pooled sketch
+// never past 2 x 8192 buckets; Clear() keeps the capacity so a pooled sketch
 // is reused without allocating.
 #pragma once
 
@@ -31,7 +32,7 @@ namespace weir {
 class QuantileSketch {
  public:
   static constexpr double kRelativeAccuracy = 0.005;
-  static constexpr int kMaxBuckets = 2048;
+  static constexpr int kMaxBuckets = 8192;
 
   void Add(double v);
   void Merge(const QuantileSketch& other);
