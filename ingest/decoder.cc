@@ -284,11 +284,19 @@ struct MessageDecoder::Impl {
     return r;
   }
 
-  void Reject(DecodeCounters* counters, RejectReason reason, std::string_view what) {
+  // Counts a rejection; the first one of a message keeps a detail for logs:
+  // "<where>: <what> <subject> <rest>" (parts may be empty).
+  void Reject(DecodeCounters* counters, RejectReason reason, std::string_view where,
+              std::string_view what = {}, std::string_view subject = {},
+              std::string_view rest = {}) {
     ++counters->rejected[static_cast<int>(reason)];
     if (result.rejected++ == 0) {
       result.first_reject = reason;
-      detail.assign(what.data(), what.size());
+      detail.assign(where.data(), where.size());
+      if (!where.empty() && !what.empty()) detail.append(": ");
+      detail.append(what.data(), what.size());
+      detail.append(subject.data(), subject.size());
+      detail.append(rest.data(), rest.size());
     }
   }
 
@@ -303,7 +311,7 @@ struct MessageDecoder::Impl {
   bool DecodeJsonReading(dom::element el, const CapturePlan& plan, int64_t arrival_ms,
                          DecodeCounters* counters, std::string_view where) {
     if (el.type() != dom::element_type::OBJECT) {
-      Reject(counters, RejectReason::kNotObject, where);
+      Reject(counters, RejectReason::kNotObject, where, "not an object");
       return false;
     }
     NumberText* text;
@@ -322,7 +330,9 @@ struct MessageDecoder::Impl {
         }
       }
       if (!ok) {
-        Reject(counters, RejectReason::kMissingTimestamp, where);
+        Reject(counters, RejectReason::kMissingTimestamp, where, "timestamp ", timestamp.path,
+               timestamp.unit == TimestampUnit::kIso8601 ? " is missing or not an ISO 8601 string"
+                                                         : " is missing or not a number");
         return false;
       }
     }
@@ -331,7 +341,8 @@ struct MessageDecoder::Impl {
       dom::element_type t = v.type();
       if (t == dom::element_type::NULL_VALUE) continue;
       if (!IsNumber(t)) {
-        Reject(counters, RejectReason::kNonNumericField, where);
+        Reject(counters, RejectReason::kNonNumericField, where, "field ", f.pointer,
+               " is not a number");
         return false;
       }
       r->SetField(f.index, NumberValue(v));
@@ -367,7 +378,9 @@ struct MessageDecoder::Impl {
       if (KeyText(v, &(*text)[kMaxAttributes], &s)) r->device = s;
     }
     if (r->device.empty()) {
-      Reject(counters, RejectReason::kNoDevice, where);
+      Reject(counters, RejectReason::kNoDevice, where,
+             device_pointer.empty() ? "the device capture is empty" : "no device id at ",
+             device_pointer);
       return false;
     }
     ++count;
@@ -379,7 +392,7 @@ struct MessageDecoder::Impl {
     dom::element root;
     auto err = parser.parse(payload_buf.data(), size, false).get(root);
     if (err) {
-      Reject(counters, RejectReason::kBadJson, simdjson::error_message(err));
+      Reject(counters, RejectReason::kBadJson, "", simdjson::error_message(err));
       return;
     }
     if (root.type() == dom::element_type::ARRAY) {
@@ -393,7 +406,7 @@ struct MessageDecoder::Impl {
         ++i;
       }
     } else {
-      DecodeJsonReading(root, plan, arrival_ms, counters, "payload");
+      DecodeJsonReading(root, plan, arrival_ms, counters, "");
     }
   }
 
@@ -402,7 +415,7 @@ struct MessageDecoder::Impl {
     const auto* data = reinterpret_cast<const uint8_t*>(payload_buf.data());
     flatbuffers::Verifier verifier(data, size);
     if (!fb::VerifyBatchBuffer(verifier)) {
-      Reject(counters, RejectReason::kBadFlatbuffer, "verification failed");
+      Reject(counters, RejectReason::kBadFlatbuffer, "", "FlatBuffers verification failed");
       return;
     }
     const fb::Batch* batch = fb::GetBatch(data);
@@ -413,7 +426,7 @@ struct MessageDecoder::Impl {
       device = batch->device()->string_view();
     }
     if (device.empty()) {
-      Reject(counters, RejectReason::kNoDevice, "batch");
+      Reject(counters, RejectReason::kNoDevice, "", "no device in the topic or the batch");
       return;
     }
     // Channel index -> field index (-1: not a configured field).
@@ -433,7 +446,7 @@ struct MessageDecoder::Impl {
     const bool has_seq = batch->has_seq();
     for (const fb::Sample* s : *samples) {
       if (s->channel() >= channel_field.size()) {
-        Reject(counters, RejectReason::kBadFlatbuffer, "sample channel out of range");
+        Reject(counters, RejectReason::kBadFlatbuffer, "", "a sample's channel is out of range");
         return;
       }
     }
@@ -463,7 +476,7 @@ struct MessageDecoder::Impl {
       if (timestamp.received) {
         r->ts_ms = arrival_ms;
       } else if (!IntegerToMs(head->ts(), timestamp.unit, &r->ts_ms)) {
-        Reject(counters, RejectReason::kMissingTimestamp, "sample");
+        Reject(counters, RejectReason::kMissingTimestamp, "", "a sample's ts is out of range");
         continue;
       }
       r->device = device;
@@ -484,7 +497,7 @@ struct MessageDecoder::Impl {
         r->SetField(field, s->value());
       }
       if (!ok) {
-        Reject(counters, RejectReason::kNonNumericField, "sample value is not finite");
+        Reject(counters, RejectReason::kNonNumericField, "", "a sample value is not finite");
         continue;
       }
       ++count;
@@ -617,9 +630,9 @@ const DecodedMessage& MessageDecoder::Decode(std::string_view topic, std::string
 
   m.result.kind = DecodedMessage::Kind::kData;
   if (match.kind == TopicMatch::Kind::kNone) {
-    m.Reject(&counters_, RejectReason::kUnmatchedTopic, m.topic_buf);
+    m.Reject(&counters_, RejectReason::kUnmatchedTopic, "", "no template matches ", m.topic_buf);
   } else if (static_cast<int64_t>(payload.size()) > m.max_payload) {
-    m.Reject(&counters_, RejectReason::kOversize, "payload exceeds source.max_payload");
+    m.Reject(&counters_, RejectReason::kOversize, "", "payload is larger than source.max_payload");
   } else {
     // Own copy of the payload: simdjson needs padding after the bytes, and
     // the FlatBuffers verifier wants aligned data.

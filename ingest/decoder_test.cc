@@ -64,7 +64,7 @@ TEST(Decoder, ArrayElementsAreReadingsAndBadOnesAreRejectedAlone) {
   EXPECT_EQ(m.readings[1].ts_ms, 3000);
   EXPECT_EQ(m.rejected, 3);
   EXPECT_EQ(m.first_reject, RejectReason::kNotObject);
-  EXPECT_EQ(m.first_reject_detail, "array element 1");
+  EXPECT_EQ(m.first_reject_detail, "array element 1: not an object");
   const auto& rej = d->counters().rejected;
   EXPECT_EQ(rej[static_cast<int>(RejectReason::kNotObject)], 1);
   EXPECT_EQ(rej[static_cast<int>(RejectReason::kMissingTimestamp)], 1);

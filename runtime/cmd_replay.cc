@@ -103,7 +103,7 @@ bool ParseLine(od::parser* parser, const std::string& buf, size_t len, Line* lin
     return fail(std::string("not JSON: ") + simdjson::error_message(err));
   }
   od::object obj;
-  if (doc.get_object().get(obj)) return fail("a line must be a JSON object");
+  if (doc.get_object().get(obj)) return fail("not a JSON object");
   for (auto field : obj) {
     std::string_view key;
     if (field.unescaped_key().get(key)) return fail("not JSON: bad key");
