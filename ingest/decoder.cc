@@ -596,7 +596,10 @@ Result<std::unique_ptr<MessageDecoder>> MessageDecoder::Create(const Config& con
   impl->captures.resize(router->max_captures());
   size_t reserve = static_cast<size_t>(std::min<int64_t>(src.max_payload_bytes, 1 << 20));
   impl->payload_buf.reserve(reserve + simdjson::SIMDJSON_PADDING);
-  if (impl->parser.allocate(std::max<size_t>(reserve, 4096))) {
+  // Size the parser and its document for the largest payload up front (up to
+  // 1 MB; beyond that they grow on first use), so decoding does not allocate.
+  const size_t capacity = std::max<size_t>(reserve, 4096);
+  if (impl->parser.allocate(capacity) || impl->parser.doc.allocate(capacity)) {
     return ResourceExhausted("cannot allocate the JSON parser");
   }
   return std::unique_ptr<MessageDecoder>(
