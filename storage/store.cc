@@ -189,12 +189,15 @@ class SqliteStore final : public Store {
   void RunCommit(CommitBatch&& batch, const CommitCallback& done);
   Status ApplyBatch(const CommitBatch& b, CommitResult* r, Committed* c);
   Status MakeRoomTransaction(int64_t target_pages, Committed* c, int64_t* dropped);
-  Status DropOldest(int64_t target_pages, Committed* c, int64_t* dropped);
+  // best_effort: running out of results to drop is not an error.
+  Status DropOldest(int64_t target_pages, Committed* c, int64_t* dropped,
+                    bool best_effort = false);
   Status RecordLoss(const LossRange& range, Committed* c);
   DeleteResult RunDeletes(const std::vector<OutboxKey>& keys);
   Result<int64_t> UsedPages();
   Status SetMeta(std::string_view key, int64_t value);
   Status SaveLoss(const LossRange& l);
+  void TrimWal();
   void PublishStats(bool full, int64_t commit_us, bool failed);
   Status Prepare(Stmt* s, const char* sql) {
     auto r = db_->Prepare(sql);
@@ -436,14 +439,14 @@ void SqliteStore::RunCommit(CommitBatch&& batch, const CommitCallback& done) {
     for (const auto& o : batch.outbox) need += o.payload.size() + o.id.size() + kRowOverheadBytes;
     for (const auto& m : batch.journal) need += m.payload.size() + m.topic.size() + 32;
     for (const auto& s : batch.state) need += s.blob.size() + s.id.size() + 32;
-    int64_t target = limits_.target_pages - 2 * (need / limits_.page_size + 1);
-    c = committed_;
+    int64_t target = limits_.target_pages - (need * 3 / 2) / limits_.page_size - 1;
+    db_->RollbackQuietly();
+    Committed room = committed_;
     int64_t dropped = 0;
-    Status room = MakeRoomTransaction(std::max<int64_t>(target, 1), &c, &dropped);
-    if (room.ok()) {
-      committed_ = c;
+    if (MakeRoomTransaction(std::max<int64_t>(target, 1), &room, &dropped).ok()) {
+      committed_ = room;
       r = CommitResult();
-      r.dropped = dropped;
+      c = committed_;
       st = ApplyBatch(batch, &r, &c);
       r.dropped += dropped;
     }
@@ -463,6 +466,7 @@ void SqliteStore::RunCommit(CommitBatch&& batch, const CommitCallback& done) {
     r.batch = std::move(batch);
   }
   r.status = st;
+  TrimWal();
   PublishStats(!st.ok() && st.code() == StatusCode::kResourceExhausted, us, !st.ok());
   if (done) done(std::move(r));
 }
@@ -590,7 +594,7 @@ Status SqliteStore::ApplyBatch(const CommitBatch& b, CommitResult* r, Committed*
 
 Status SqliteStore::MakeRoomTransaction(int64_t target_pages, Committed* c, int64_t* dropped) {
   RETURN_IF_ERROR(db_->Run(begin_, "make room: begin"));
-  Status st = DropOldest(target_pages, c, dropped);
+  Status st = DropOldest(target_pages, c, dropped, /*best_effort=*/true);
   if (st.ok()) st = db_->Run(commit_, "make room: commit");
   if (!st.ok()) db_->RollbackQuietly();
   return st;
@@ -598,7 +602,8 @@ Status SqliteStore::MakeRoomTransaction(int64_t target_pages, Committed* c, int6
 
 // Drops the oldest pending results (never loss records) until at most
 // target_pages are in use, and records what was dropped.
-Status SqliteStore::DropOldest(int64_t target_pages, Committed* c, int64_t* dropped) {
+Status SqliteStore::DropOldest(int64_t target_pages, Committed* c, int64_t* dropped,
+                               bool best_effort) {
   for (;;) {
     auto used = UsedPages();
     if (!used.ok()) return used.status();
@@ -625,6 +630,7 @@ Status SqliteStore::DropOldest(int64_t target_pages, Committed* c, int64_t* drop
     oldest_droppable_.Reset();
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db_->Error(rc, "make room: read oldest");
     if (range.lost == 0) {
+      if (best_effort) return Status::Ok();
       return ResourceExhausted(
           "commit: storage.max_bytes (" + std::to_string(options_.max_bytes) +
           " bytes) reached on " + options_.path +
@@ -733,8 +739,21 @@ DeleteResult SqliteStore::RunDeletes(const std::vector<OutboxKey>& keys) {
     db_->RollbackQuietly();
     r.deleted = 0;
   }
+  TrimWal();
   PublishStats(false, us, !r.status.ok());
   return r;
+}
+
+// A commit larger than the WAL reserve leaves the WAL that large until the
+// next checkpoint resets it; with max_bytes set, truncate it right away so
+// file + WAL stay within the bound. Without waiting: a reader that still
+// needs the old frames makes this a no-op until the next commit.
+void SqliteStore::TrimWal() {
+  if (limits_.hard_pages == 0) return;
+  if (FileSize(options_.path + "-wal") <= limits_.wal_reserve_bytes) return;
+  sqlite3_busy_timeout(db_->get(), 0);
+  sqlite3_wal_checkpoint_v2(db_->get(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+  sqlite3_busy_timeout(db_->get(), options_.busy_timeout_ms);
 }
 
 // Refreshes the gauges from committed_ and a few cheap queries.

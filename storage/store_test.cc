@@ -440,6 +440,40 @@ TEST(StoreOnFull, DropOldestWritesOneLossRecordPerContiguousRange) {
   EXPECT_EQ(QueryText(o.path, "PRAGMA integrity_check"), "ok");
 }
 
+TEST(StoreOnFull, DropOldestMakesRoomForABatchBeyondTheHardCap) {
+  TempDir dir;
+  auto o = Options(dir, 512 * 1024);
+  auto store = OpenOrDie(o);
+  ASSERT_TRUE(store);
+  auto reader = ReaderOrDie(o.path);
+  int64_t next = 0;
+  Fill(store.get(), &next, 15);  // ~150KB: below the soft limit, nothing dropped
+  ASSERT_EQ(store->stats().lost_total, 0);
+  // One batch of ~200KB cannot fit next to them under max_page_count: the
+  // store drops the oldest in a transaction of its own, then commits it.
+  CommitBatch big;
+  for (int i = 0; i < 200; ++i, ++next) {
+    big.outbox.push_back(MakeResult("gw-01/climate/d1/" + std::to_string(next), 0, next * 1000,
+                                    next * 1000 + 1000, std::string(1000, 'y')));
+  }
+  CommitResult r = CommitAndWait(store.get(), std::move(big));
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_GT(r.dropped, 0);
+  EXPECT_EQ(r.outbox_positions.size(), 200u);
+  int losses = 0, results = 0;
+  for (const auto& row : AllRows(reader.get())) {
+    if (row.kind == OutboxKind::kLoss) {
+      ++losses;
+      EXPECT_EQ(ParseLoss(row).first, 1);
+    } else {
+      ++results;
+    }
+  }
+  EXPECT_EQ(losses, 1);
+  EXPECT_EQ(results + store->stats().lost_total, next);
+  EXPECT_LE(store->stats().file_bytes, 512 * 1024);
+}
+
 TEST(StoreOnFull, ExtendedLossRecordIsNotDeletedByAStaleAck) {
   TempDir dir;
   auto o = Options(dir, 512 * 1024);
