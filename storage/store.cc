@@ -472,6 +472,7 @@ void SqliteStore::RunCommit(CommitBatch&& batch, const CommitCallback& done) {
 }
 
 Status SqliteStore::ApplyBatch(const CommitBatch& b, CommitResult* r, Committed* c) {
+  if (b.empty()) return Status::Ok();
   RETURN_IF_ERROR(db_->Run(begin_, "commit: begin"));
   auto used_before = UsedPages();
   if (!used_before.ok()) return used_before.status();

@@ -165,9 +165,9 @@ struct StoreStats {
   int64_t file_bytes = 0;            // database file + WAL on disk
   int64_t limit_bytes = 0;           // where on_full starts; 0 = unbounded
   bool full = false;                 // on_full block is holding batches back
-  int64_t commits = 0;
+  int64_t commits = 0;               // transactions finished (commits and deletes)
   int64_t failed_commits = 0;
-  int64_t last_commit_us = 0;        // duration of the last commit transaction
+  int64_t last_commit_us = 0;        // duration of the last transaction
 };
 
 // Appends raw messages to the journal from the MQTT callback thread.
@@ -186,7 +186,8 @@ class Store {
   static Result<std::unique_ptr<Store>> Open(const StoreOptions& options);
   virtual ~Store() = default;
 
-  // Never blocks. `done` runs on the worker thread, once.
+  // Never blocks. `done` runs on the worker thread, once, in queue order; it
+  // may call Commit or DeleteDelivered but not Flush or Close.
   virtual void Commit(CommitBatch batch, CommitCallback done) = 0;
   // After PUBACK. Keys from one call are deleted in one transaction; calls
   // queued together are merged.
