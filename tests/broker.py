@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Starts and stops a private Mosquitto for tests and scripts/demo.
 
-  broker.py start --dir DIR [--port PORT]   prints "PORT PID", broker keeps running
+  broker.py start --dir DIR [--port PORT] [--persistence]
+                                            prints "PORT PID", broker keeps running
   broker.py stop PID [--kill]               SIGTERM (or SIGKILL) and wait until gone
 
 The broker listens on 127.0.0.1 only, keeps nothing on disk (persistence
-false) and queues up to a million messages per client, because Mosquitto's
+false, unless --persistence: then sessions and queued messages are saved in
+DIR when the broker is stopped with SIGTERM) and queues up to a million messages per client, because Mosquitto's
 default of 1000 silently drops readings for a slow or absent persistent session.
 Readiness is a successful TCP connect, waited for with a deadline.
 """
@@ -43,7 +45,7 @@ def alive(pid):
         return False
 
 
-def start(directory, port):
+def start(directory, port, persistence):
     os.makedirs(directory, exist_ok=True)
     fixed = port is not None
     for _ in range(5):
@@ -55,7 +57,8 @@ def start(directory, port):
                     # Started as root, mosquitto would switch to user "mosquitto"
                     # and could not write its log into our directory.
                     f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
-                    "persistence false\n"
+                    + (f"persistence true\npersistence_location {directory}/\n"
+                       if persistence else "persistence false\n") +
                     "max_queued_messages 1000000\n"
                     "max_queued_bytes 0\n"
                     f"log_dest file {os.path.join(directory, 'mosquitto.log')}\n")
@@ -96,12 +99,13 @@ def main():
     s = sub.add_parser("start")
     s.add_argument("--dir", required=True)
     s.add_argument("--port", type=int)
+    s.add_argument("--persistence", action="store_true")
     t = sub.add_parser("stop")
     t.add_argument("pid", type=int)
     t.add_argument("--kill", action="store_true")
     a = ap.parse_args()
     if a.cmd == "start":
-        return start(a.dir, a.port)
+        return start(a.dir, a.port, a.persistence)
     return stop(a.pid, a.kill)
 
 

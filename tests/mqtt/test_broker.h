@@ -49,18 +49,29 @@ inline bool WaitFor(const std::function<bool()>& cond, int64_t timeout_ms) {
 
 class TestBroker {
  public:
-  TestBroker() : dir_(MakeTempDir("weir-broker-")) {}
+  // `persistence`: sessions and queued messages survive Stop()/Start().
+  explicit TestBroker(bool persistence = false)
+      : dir_(MakeTempDir("weir-broker-")), persistence_(persistence) {}
   ~TestBroker() { Stop(); }
 
   // Starts on a free port (or the previous one after Stop/Kill).
   bool Start() {
     std::string cmd = std::string("python3 ") + WEIR_SOURCE_DIR + "/tests/broker.py start --dir " +
-                      dir_ + (port_ ? " --port " + std::to_string(port_) : "");
+                      dir_ + (port_ ? " --port " + std::to_string(port_) : "") +
+                      (persistence_ ? " --persistence" : "");
     std::string out = RunCapture(cmd);
     if (std::sscanf(out.c_str(), "%d %d", &port_, &pid_) != 2) return false;
     return true;
   }
   void Stop() { End(false); }
+  // SIGSTOP/SIGCONT: a broker that holds TCP connections open but answers
+  // nothing, so no PUBACK arrives.
+  void Pause() {
+    if (pid_ > 0) ::kill(pid_, SIGSTOP);
+  }
+  void Resume() {
+    if (pid_ > 0) ::kill(pid_, SIGCONT);
+  }
   void Kill() { End(true); }
   bool Restart() {
     Stop();
@@ -74,6 +85,7 @@ class TestBroker {
  private:
   void End(bool kill) {
     if (pid_ <= 0) return;
+    if (!kill) ::kill(pid_, SIGCONT);  // a paused broker cannot handle SIGTERM
     std::string cmd = std::string("python3 ") + WEIR_SOURCE_DIR + "/tests/broker.py stop " +
                       std::to_string(pid_) + (kill ? " --kill" : "");
     RunCapture(cmd);
@@ -81,6 +93,7 @@ class TestBroker {
   }
 
   std::string dir_;
+  bool persistence_ = false;
   int port_ = 0;
   int pid_ = 0;
 };
