@@ -1,0 +1,114 @@
+#include "tools/sim/fleet.h"
+
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+
+namespace weir::sim {
+namespace {
+
+std::string Replace(std::string s, const std::string& from, const std::string& to) {
+  for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size())) {
+    s.replace(pos, from.size(), to);
+  }
+  return s;
+}
+
+double Round(double v, int decimals) {
+  double scale = std::pow(10.0, decimals);
+  return std::round(v * scale) / scale;
+}
+
+// A stream per device: mixing the seed with the device's index keeps one
+// device's readings the same when another group is added after it.
+uint64_t DeviceSeed(uint64_t seed, size_t index) {
+  uint64_t z = seed + 0x9E3779B97F4A7C15ULL * (index + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+Fleet::Fleet(const Scenario& scenario, uint64_t seed, int64_t start_ms) {
+  for (const DeviceGroup& g : scenario.groups) {
+    for (int64_t n = 1; n <= g.count; ++n) {
+      SimDevice d;
+      d.group = &g;
+      d.id = Replace(g.id, "{n}", std::to_string(n));
+      d.topic = Replace(g.topic, "{device}", d.id);
+      d.rng.seed(DeviceSeed(seed, devices_.size()));
+      // Devices do not all report at the same instant.
+      d.next_ts = start_ms + std::uniform_int_distribution<int64_t>(0, g.period_ms - 1)(d.rng);
+      for (const FieldModel& f : g.fields) {
+        d.walk.push_back(f.start);
+        d.phase_ms.push_back(std::uniform_real_distribution<double>(0, f.period_ms)(d.rng));
+      }
+      queue_.push({d.next_ts, devices_.size()});
+      devices_.push_back(std::move(d));
+    }
+  }
+}
+
+SimReading Fleet::Next() {
+  auto [ts, index] = queue_.top();
+  queue_.pop();
+  SimDevice& d = devices_[index];
+  SimReading r;
+  r.device = index;
+  r.ts = ts;
+  r.seq = ++d.seq;
+  const auto& fields = d.group->fields;
+  r.values.reserve(fields.size());
+  for (size_t i = 0; i < fields.size(); ++i) {
+    const FieldModel& f = fields[i];
+    double v = f.mean;
+    switch (f.model) {
+      case ValueModel::kSine: {
+        double angle = 2 * M_PI * (static_cast<double>(ts) + d.phase_ms[i]) / f.period_ms;
+        v = f.mean + f.amplitude * std::sin(angle);
+        if (f.noise > 0) v += std::normal_distribution<double>(0, f.noise)(d.rng);
+        break;
+      }
+      case ValueModel::kRandomWalk: {
+        double w = d.walk[i] + std::normal_distribution<double>(0, f.step)(d.rng);
+        // Reflect at the bounds so the walk stays inside them.
+        if (w > f.max) w = f.max - (w - f.max);
+        if (w < f.min) w = f.min + (f.min - w);
+        d.walk[i] = std::min(f.max, std::max(f.min, w));
+        v = d.walk[i];
+        break;
+      }
+      case ValueModel::kConstant: break;
+    }
+    r.values.push_back(Round(v, f.decimals));
+  }
+  d.next_ts = ts + d.group->period_ms;
+  queue_.push({d.next_ts, index});
+  return r;
+}
+
+std::string Fleet::Payload(const SimReading& r, int64_t sent_at) const {
+  const SimDevice& d = devices_[r.device];
+  nlohmann::ordered_json j;
+  j["ts"] = r.ts;
+  if (d.group->seq) j["seq"] = r.seq;
+  if (d.group->sent_at) j["sent_at"] = sent_at;
+  for (size_t i = 0; i < r.values.size(); ++i) j[d.group->fields[i].name] = r.values[i];
+  return j.dump();
+}
+
+std::string Fleet::TruthLine(const SimReading& r) const {
+  const SimDevice& d = devices_[r.device];
+  nlohmann::ordered_json j;
+  j["device"] = d.id;
+  j["topic"] = d.topic;
+  j["ts"] = r.ts;
+  j["seq"] = r.seq;
+  nlohmann::ordered_json values = nlohmann::ordered_json::object();
+  for (size_t i = 0; i < r.values.size(); ++i) values[d.group->fields[i].name] = r.values[i];
+  j["values"] = std::move(values);
+  return j.dump();
+}
+
+}  // namespace weir::sim

@@ -1,0 +1,63 @@
+// Scenario: what weir-sim simulates (DESIGN 9), parsed from a JSON file.
+//
+//   {"duration": "1h",
+//    "groups": [{"count": 10, "id": "d{n}", "topic": "sensors/{device}/telemetry",
+//                "format": "json", "period": "1s", "seq": true, "sent_at": true,
+//                "fields": {"t": {"model": "sine", "mean": 21, "amplitude": 3,
+//                                 "period": "10m", "noise": 0.2, "decimals": 2},
+//                           "h": {"model": "random_walk", "start": 45, "step": 0.5,
+//                                 "min": 20, "max": 80}}}]}
+//
+// `{n}` in `id` is the device's number in its group (from 1); `{device}` in
+// `topic` is the device id. Payloads are {"ts", "seq", "sent_at", fields...}
+// in that order. Durations take the config's units ("500ms", "1s", "10m").
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace weir::sim {
+
+enum class ValueModel { kSine, kRandomWalk, kConstant };
+
+struct FieldModel {
+  std::string name;  // the payload key
+  ValueModel model = ValueModel::kSine;
+  double mean = 0;       // sine: centre; constant: the value
+  double amplitude = 0;  // sine
+  int64_t period_ms = 3600 * 1000;  // sine
+  double noise = 0;      // sine: standard deviation of added normal noise
+  double start = 0;      // random walk: first value
+  double step = 1;       // random walk: standard deviation of each step
+  double min = -1e300;   // random walk: reflected at the bounds
+  double max = 1e300;
+  int decimals = 2;      // values are rounded to this many decimals
+};
+
+struct DeviceGroup {
+  int64_t count = 1;
+  std::string id = "d{n}";
+  std::string topic = "sensors/{device}/telemetry";
+  std::string format = "json";
+  int64_t period_ms = 1000;
+  bool seq = true;
+  bool sent_at = true;
+  std::vector<FieldModel> fields;
+};
+
+struct Scenario {
+  int64_t duration_ms = 0;  // simulated time; 0 = until a signal
+  std::vector<DeviceGroup> groups;
+};
+
+// "250ms", "10s", "5m", "2h", "1d" or integer ms (the config's units).
+std::optional<int64_t> ParseDuration(const std::string& text);
+
+Result<Scenario> ParseScenario(const std::string& text);
+Result<Scenario> LoadScenario(const std::string& path);
+
+}  // namespace weir::sim
