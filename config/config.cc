@@ -1232,7 +1232,52 @@ void Parser::BuildRest(const Json& root, Config* c) {
 std::optional<Config> Parser::Parse(std::string_view text) {
   Json root;
   try {
-    root = Json::parse(text.begin(), text.end());
+    // JSON allows a key twice and keeps one silently; in a config that is
+    // almost always a pasted block, so it is reported with its pointer.
+    struct Frame {
+      bool array = false;
+      long index = -1;
+      std::string key;
+      std::set<std::string> keys;
+    };
+    std::vector<Frame> stack;
+    auto next_value = [&stack] {
+      if (!stack.empty() && stack.back().array) ++stack.back().index;
+    };
+    auto callback = [&](int, Json::parse_event_t event, Json& parsed) {
+      switch (event) {
+        case Json::parse_event_t::object_start:
+          next_value();
+          stack.emplace_back();
+          break;
+        case Json::parse_event_t::array_start:
+          next_value();
+          stack.emplace_back();
+          stack.back().array = true;
+          break;
+        case Json::parse_event_t::object_end:
+        case Json::parse_event_t::array_end:
+          if (!stack.empty()) stack.pop_back();
+          break;
+        case Json::parse_event_t::value:
+          next_value();
+          break;
+        case Json::parse_event_t::key: {
+          Frame& f = stack.back();
+          f.key = parsed.get<std::string>();
+          if (!f.keys.insert(f.key).second) {
+            std::string pointer;
+            for (const Frame& g : stack)
+              pointer += "/" + (g.array ? std::to_string(g.index) : EscapePointerToken(g.key));
+            Error(pointer, "key \"" + f.key + "\" appears twice in this object",
+                  "keep one of them; JSON keeps only one value per key");
+          }
+          break;
+        }
+      }
+      return true;
+    };
+    root = Json::parse(text.begin(), text.end(), callback);
   } catch (const nlohmann::json::parse_error& e) {
     // Turn the byte offset into line:column for people.
     size_t line = 1, col = 1;

@@ -354,6 +354,16 @@ TEST(Errors, NotJson) {
   EXPECT_TRUE(Has(errors, "", "expected an object"));
 }
 
+TEST(Errors, DuplicateJsonKeys) {
+  std::vector<ConfigError> errors;
+  std::string text = Base().dump();
+  text.insert(text.find("\"window\""), R"("window": {"type": "session", "gap": "1m"}, )");
+  text.insert(1, R"("gateway": "gw-02", )");
+  EXPECT_FALSE(ParseConfig(text, &errors));
+  EXPECT_TRUE(Has(errors, "/pipelines/0/window", "appears twice")) << Dump(errors);
+  EXPECT_TRUE(Has(errors, "/gateway", "appears twice")) << Dump(errors);
+}
+
 TEST(Rules, UplinkRequiredOnlyForRun) {
   std::vector<ConfigError> errors;
   EXPECT_TRUE(Parse(Base(), &errors, false).has_value());
