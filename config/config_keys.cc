@@ -309,7 +309,7 @@ std::vector<ConfigKey> BuildTable() {
           .Help("client key file (PEM); must not be readable by group or others"),
       Row("/uplink/username", T::kString).Note("none").Help("MQTT username"),
       Row("/uplink/password", T::kString)
-          .Note("WEIR_UPLINK_PASSWORD")
+          .Note("none (or env WEIR_UPLINK_PASSWORD)")
           .Help("MQTT password; never logged"),
 
       Row("/metrics", T::kObject).Help("Prometheus endpoint"),
