@@ -44,6 +44,14 @@ out="$("$weir" validate "$valid")" || rc=$?
 [[ "$out" == *"valid"* && "$out" == *"memory budget (estimate)"* ]] || fail "no summary: $out"
 
 rc=0
+err="$("$weir" validate "$valid" --memory 1MB 2>&1 >/dev/null)" || rc=$?
+[[ $rc -eq 0 && "$err" == *"warning: the memory budget"*"exceeds --memory 1.0MB"* ]] ||
+  fail "--memory 1MB: exit $rc, want 0 and a warning; got: $err"
+rc=0
+err="$("$weir" validate "$valid" --memory 4GB 2>&1 >/dev/null)" || rc=$?
+[[ $rc -eq 0 && -z "$err" ]] || fail "--memory 4GB: exit $rc, want 0 and no warning; got: $err"
+
+rc=0
 "$weir" validate "$cases/does-not-exist.json" 2>/dev/null || rc=$?
 [[ $rc -eq 1 ]] || fail "missing file: exit $rc, want 1"
 
