@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/reading.h"
+
 namespace weir {
 namespace {
 
@@ -610,6 +612,31 @@ std::string GenerateConfigReference() {
     out << "| `" << EscapeCell(k.pattern) << "` | " << TypeWord(k.type) << " | " << EscapeCell(def)
         << " | " << EscapeCell(Allowed(k)) << " | " << EscapeCell(k.help) << " |\n";
   }
+  out << "\n## Rules across keys\n\n"
+         "`weir validate` also checks what one key cannot say alone:\n\n"
+         "- `source.client_id` defaults to `weir-<gateway>` and `uplink.client_id` to "
+         "`weir-<gateway>-uplink`; equal client ids on one broker are rejected.\n"
+         "- Topic templates: levels separated by `/`; a capture `{name}` is a whole level; `#` "
+         "only as the last level; `+` is written as a capture. Captures become attributes, in "
+         "order of first appearance over `source.topics`, followed by `source.tags` not "
+         "already captured (at most "
+      << kMaxAttributes << " attributes, " << kMaxFields
+      << " fields).\n"
+         "- `source.device` is a capture present in every JSON topic (a FlatBuffers batch names "
+         "its own device) or a JSON pointer. A status topic must capture the device, so it needs "
+         "`source.device` to be a capture. `\"device\"` is the device identity, never a tag or "
+         "field name.\n"
+         "- `key` names are `\"device\"`, captures or tags, each once. `where` names are "
+         "fields (compared to numbers) or attributes (compared to text with `==` or `!=`).\n"
+         "- Aggregates: exactly one kind per entry; the field must be declared in "
+         "`source.fields`; `\"*\"` only with `count`; `q` with `quantile` only.\n"
+         "- Windows: `tumbling` takes `size` (and `offset`); `hopping` takes `size`, `hop` (size a "
+         "multiple of hop) and `offset`; `session` takes `gap` (and `max_duration`). `offset` is "
+         "below the hop.\n"
+         "- Pipeline names are unique. `uplink` is required by `weir run` only. "
+         "`event_time.clock: \"corrected\"` needs `source.sent_at`. `tls` needs an `ssl://` or "
+         "`wss://` uplink, and `cert` and `key` go together. A key given twice in one object is "
+         "an error.\n";
   return out.str();
 }
 
