@@ -780,7 +780,7 @@ void Parser::BuildSource(const Json& root, Config* c) {
 void Parser::BuildWindow(const Json& w, const std::string& ptr, WindowConfig* out) {
   const std::string P = "/pipelines/*/window";
   std::string type = GetString(&w, "type", P + "/type");
-  if (type.empty()) return;  // missing or invalid: reported
+  if (type != "tumbling" && type != "hopping" && type != "session") return;  // reported
   auto present = [&](const char* key) { return w.contains(key); };
   auto require = [&](const char* key, const char* what) {
     if (!present(key))
@@ -1209,7 +1209,7 @@ void Parser::BuildRest(const Json& root, Config* c) {
             "use a plain topic such as \"weir/{gateway}/{pipeline}\"");
 
     if (!u.broker.empty() && NormalizeBroker(u.broker) == NormalizeBroker(c->source.broker) &&
-        u.client_id == c->source.client_id)
+        !u.client_id.empty() && u.client_id == c->source.client_id)
       Error("/uplink/client_id",
             "uplink and source use client id \"" + u.client_id + "\" on the same broker",
             "the broker would disconnect one when the other connects; give them different "

@@ -380,6 +380,9 @@ TEST(Rules, EqualClientIdsOnOneBroker) {
   MustParse(j);
   j["uplink"] = {{"broker", "tcp://127.0.0.1:1883"}};  // defaults differ
   MustParse(j);
+  j["gateway"] = "bad name";  // no default ids then: only the name is reported
+  auto errors = Errors(j);
+  EXPECT_EQ(errors.size(), 1u) << Dump(errors);
 }
 
 TEST(Rules, Names) {
@@ -427,7 +430,9 @@ TEST(Rules, Windows) {
   EXPECT_EQ(c.pipelines[0].window.gap_ms, 30000);
   EXPECT_EQ(c.pipelines[0].window.max_duration_ms, 8 * 3600000);
   j["pipelines"][0]["window"] = {{"type", "sliding"}, {"size", "1m"}};
-  EXPECT_TRUE(Has(Errors(j), "/pipelines/0/window/type", "\"tumbling\""));
+  auto type_errors = Errors(j);
+  EXPECT_TRUE(Has(type_errors, "/pipelines/0/window/type", "\"tumbling\""));
+  EXPECT_EQ(type_errors.size(), 1u) << Dump(type_errors);  // no guesses about other keys
   j["pipelines"][0]["window"] = {{"type", "tumbling"}, {"size", "0"}};
   EXPECT_TRUE(Has(Errors(j), "/pipelines/0/window/size", "greater than 0"));
 }
