@@ -122,9 +122,12 @@ std::optional<double> ParseRatePerSecond(std::string_view text) {
 std::string EscapePointerToken(std::string_view s) {
   std::string out;
   for (char c : s) {
-    if (c == '~') out += "~0";
-    else if (c == '/') out += "~1";
-    else out += c;
+    if (c == '~')
+      out += "~0";
+    else if (c == '/')
+      out += "~1";
+    else
+      out += c;
   }
   return out;
 }
@@ -151,15 +154,16 @@ bool IsJsonPointer(std::string_view s) {
 // (">=" for "=>"), case-insensitive.
 size_t EditDistance(std::string_view a, std::string_view b) {
   auto eq = [](char x, char y) {
-    return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+    return std::tolower(static_cast<unsigned char>(x)) ==
+           std::tolower(static_cast<unsigned char>(y));
   };
   std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
   for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
   for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
   for (size_t i = 1; i <= a.size(); ++i) {
     for (size_t j = 1; j <= b.size(); ++j) {
-      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1,
-                          d[i - 1][j - 1] + (eq(a[i - 1], b[j - 1]) ? 0 : 1)});
+      d[i][j] = std::min(
+          {d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (eq(a[i - 1], b[j - 1]) ? 0 : 1)});
       if (i > 1 && j > 1 && eq(a[i - 1], b[j - 2]) && eq(a[i - 2], b[j - 1]))
         d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
     }
@@ -209,15 +213,23 @@ std::vector<std::string> SplitChoices(const char* choices) {
 
 const char* JsonTypeName(const Json& v) {
   switch (v.type()) {
-    case Json::value_t::null: return "null";
-    case Json::value_t::object: return "an object";
-    case Json::value_t::array: return "an array";
-    case Json::value_t::string: return "a string";
-    case Json::value_t::boolean: return "a boolean";
-    case Json::value_t::number_float: return "a number";
+    case Json::value_t::null:
+      return "null";
+    case Json::value_t::object:
+      return "an object";
+    case Json::value_t::array:
+      return "an array";
+    case Json::value_t::string:
+      return "a string";
+    case Json::value_t::boolean:
+      return "a boolean";
+    case Json::value_t::number_float:
+      return "a number";
     case Json::value_t::number_integer:
-    case Json::value_t::number_unsigned: return "an integer";
-    default: return "something else";
+    case Json::value_t::number_unsigned:
+      return "an integer";
+    default:
+      return "something else";
   }
 }
 
@@ -244,7 +256,8 @@ bool ParseTopicTemplate(std::string_view topic, TopicTemplate* out, std::string*
   std::vector<std::string> levels;
   while (true) {
     size_t slash = topic.find('/', start);
-    levels.emplace_back(topic.substr(start, slash == std::string_view::npos ? slash : slash - start));
+    levels.emplace_back(
+        topic.substr(start, slash == std::string_view::npos ? slash : slash - start));
     if (slash == std::string_view::npos) break;
     start = slash + 1;
   }
@@ -326,10 +339,12 @@ bool Parser::CheckValue(const Json& v, const ConfigKey& k, const std::string& pt
     bool high = k.exclusive ? !(x < k.max) : x > k.max;
     if (!low && !high) return true;
     std::string bounds;
-    if (k.exclusive) bounds = "strictly between " + NumberText(k.min) + " and " + NumberText(k.max);
+    if (k.exclusive)
+      bounds = "strictly between " + NumberText(k.min) + " and " + NumberText(k.max);
     else if (k.max < std::numeric_limits<double>::infinity())
       bounds = "between " + NumberText(k.min) + " and " + NumberText(k.max);
-    else bounds = "at least " + NumberText(k.min) + unit_hint;
+    else
+      bounds = "at least " + NumberText(k.min) + unit_hint;
     Error(ptr, "value is out of range", "use a value " + bounds);
     return false;
   };
@@ -406,7 +421,8 @@ bool Parser::CheckValue(const Json& v, const ConfigKey& k, const std::string& pt
       return range(v.get<double>(), "");
     case KeyType::kNumberOrString:
       if (!v.is_number() && !v.is_string())
-        return type_error("a number or a string", "compare a field to a number, an attribute to a text");
+        return type_error("a number or a string",
+                          "compare a field to a number, an attribute to a text");
       return true;
     case KeyType::kDuration: {
       std::optional<int64_t> ms;
@@ -472,9 +488,9 @@ bool Parser::CheckValue(const Json& v, const ConfigKey& k, const std::string& pt
       const std::string s = v.get<std::string>();
       if (std::find(choices.begin(), choices.end(), s) != choices.end()) return true;
       std::string close = Closest(s, choices);
-      Error(ptr, "\"" + s + "\" is not one of " + JoinQuoted(choices),
-            close.empty() ? "use one of " + JoinQuoted(choices)
-                          : "did you mean \"" + close + "\"?");
+      Error(
+          ptr, "\"" + s + "\" is not one of " + JoinQuoted(choices),
+          close.empty() ? "use one of " + JoinQuoted(choices) : "did you mean \"" + close + "\"?");
       return false;
     }
   }
@@ -485,8 +501,7 @@ void Parser::Walk(const Json& v, const std::string& pattern, const std::string& 
   const ConfigKey* k = FindConfigKey(pattern);
   if (!k || !CheckValue(v, *k, ptr)) return;
   if (v.is_array()) {
-    for (size_t i = 0; i < v.size(); ++i)
-      Walk(v[i], pattern + "/*", ptr + "/" + std::to_string(i));
+    for (size_t i = 0; i < v.size(); ++i) Walk(v[i], pattern + "/*", ptr + "/" + std::to_string(i));
     return;
   }
   if (!v.is_object()) return;
@@ -501,11 +516,13 @@ void Parser::Walk(const Json& v, const std::string& pattern, const std::string& 
     return;
   }
   std::vector<std::string> known = ChildKeyNames(pattern);
+  std::vector<std::string> unknown;
   for (const auto& [name, child] : v.items()) {
     std::string child_ptr = ptr + "/" + EscapePointerToken(name);
     std::string child_pattern = pattern + "/" + EscapePointerToken(name);
     if (!FindConfigKey(child_pattern) || name == "*") {
       std::string close = Closest(name, known);
+      unknown.push_back(name);
       Error(child_ptr, "unknown key \"" + name + "\"",
             close.empty() ? "valid keys here: " + JoinQuoted(known)
                           : "did you mean \"" + close + "\"?");
@@ -517,6 +534,8 @@ void Parser::Walk(const Json& v, const std::string& pattern, const std::string& 
     const ConfigKey* child = FindConfigKey(pattern + "/" + name);
     if (child->required && !v.contains(name)) {
       std::string hint = std::string("add \"") + name + "\": " + child->help;
+      std::string typo = Closest(name, unknown);
+      if (!typo.empty()) hint = "rename \"" + typo + "\" to \"" + name + "\"";
       Error(ptr + "/" + name, "missing required key \"" + name + "\"", hint);
     }
   }
@@ -695,8 +714,8 @@ void Parser::BuildSource(const Json& root, Config* c) {
   } else {
     s.timestamp.path = GetString(ts, "path", P + "/timestamp/path");
     std::string unit = GetString(ts, "unit", P + "/timestamp/unit");
-    s.timestamp.unit = unit == "s"   ? TimestampUnit::kS
-                       : unit == "us" ? TimestampUnit::kUs
+    s.timestamp.unit = unit == "s"         ? TimestampUnit::kS
+                       : unit == "us"      ? TimestampUnit::kUs
                        : unit == "iso8601" ? TimestampUnit::kIso8601
                                            : TimestampUnit::kMs;
     if (s.timestamp.path.empty())
@@ -716,8 +735,9 @@ void Parser::BuildSource(const Json& root, Config* c) {
   read_map("fields", &s.fields);
   read_map("tags", &s.tags);
   if (s.fields.size() > static_cast<size_t>(kMaxFields))
-    Error(P + "/fields", std::to_string(s.fields.size()) + " fields declared, at most " +
-                             std::to_string(kMaxFields) + " are supported",
+    Error(P + "/fields",
+          std::to_string(s.fields.size()) + " fields declared, at most " +
+              std::to_string(kMaxFields) + " are supported",
           "split the readings over two gateways' configs or drop unused fields");
 
   // Attributes: captures, then tags not already captured. "device" is the
@@ -743,9 +763,9 @@ void Parser::BuildSource(const Json& root, Config* c) {
       c->attributes.push_back(tag.name);
   }
   if (c->attributes.size() > static_cast<size_t>(kMaxAttributes))
-    Error(P + "/tags", std::to_string(c->attributes.size()) +
-                           " attributes (topic captures and tags), at most " +
-                           std::to_string(kMaxAttributes) + " are supported",
+    Error(P + "/tags",
+          std::to_string(c->attributes.size()) + " attributes (topic captures and tags), at most " +
+              std::to_string(kMaxAttributes) + " are supported",
           "drop tags that no pipeline uses");
   for (const NamedPath& f : s.fields) {
     if (f.name == "device" || c->AttributeIndex(f.name) >= 0)
@@ -760,18 +780,17 @@ void Parser::BuildSource(const Json& root, Config* c) {
 void Parser::BuildWindow(const Json& w, const std::string& ptr, WindowConfig* out) {
   const std::string P = "/pipelines/*/window";
   std::string type = GetString(&w, "type", P + "/type");
-  if (type.empty()) return;  // missing or invalid: reported
+  if (type != "tumbling" && type != "hopping" && type != "session") return;  // reported
   auto present = [&](const char* key) { return w.contains(key); };
   auto require = [&](const char* key, const char* what) {
     if (!present(key))
-      Error(ptr + "/" + key, std::string("missing required key \"") + key + "\" for a " + type +
-                                 " window",
+      Error(ptr + "/" + key,
+            std::string("missing required key \"") + key + "\" for a " + type + " window",
             std::string("add \"") + key + "\": " + what);
   };
   auto forbid = [&](const char* key, const char* belongs) {
     if (present(key))
-      Error(ptr + "/" + key, std::string("\"") + key + "\" does not apply to a " + type +
-                                 " window",
+      Error(ptr + "/" + key, std::string("\"") + key + "\" does not apply to a " + type + " window",
             std::string("remove it; it belongs to ") + belongs);
   };
   if (type == "tumbling") {
@@ -794,8 +813,8 @@ void Parser::BuildWindow(const Json& w, const std::string& ptr, WindowConfig* ou
     forbid("offset", "tumbling and hopping windows");
   }
   out->size_ms = GetDuration(&w, "size", P + "/size");
-  out->hop_ms = out->type == WindowType::kHopping ? GetDuration(&w, "hop", P + "/hop")
-                                                  : out->size_ms;
+  out->hop_ms =
+      out->type == WindowType::kHopping ? GetDuration(&w, "hop", P + "/hop") : out->size_ms;
   out->offset_ms = GetDuration(&w, "offset", P + "/offset");
   out->gap_ms = GetDuration(&w, "gap", P + "/gap");
   out->max_duration_ms = GetDuration(&w, "max_duration", P + "/max_duration");
@@ -816,8 +835,9 @@ void Parser::BuildWindow(const Json& w, const std::string& ptr, WindowConfig* ou
           hint);
   }
   if (out->hop_ms > 0 && out->offset_ms >= out->hop_ms)
-    Error(ptr + "/offset", "offset is not less than the " +
-                               std::string(out->type == WindowType::kHopping ? "hop" : "size"),
+    Error(ptr + "/offset",
+          "offset is not less than the " +
+              std::string(out->type == WindowType::kHopping ? "hop" : "size"),
           "use an offset below " + std::to_string(out->hop_ms) + "ms (offsets repeat every " +
               (out->type == WindowType::kHopping ? "hop" : "size") + ")");
 }
@@ -834,28 +854,44 @@ std::string Hex(const unsigned char* data, size_t n) {
 
 const char* AggregateKindName(AggregateKind k) {
   switch (k) {
-    case AggregateKind::kCount: return "count";
-    case AggregateKind::kSum: return "sum";
-    case AggregateKind::kMin: return "min";
-    case AggregateKind::kMax: return "max";
-    case AggregateKind::kAvg: return "avg";
-    case AggregateKind::kFirst: return "first";
-    case AggregateKind::kLast: return "last";
-    case AggregateKind::kStddev: return "stddev";
-    case AggregateKind::kQuantile: return "quantile";
-    case AggregateKind::kDelta: return "delta";
+    case AggregateKind::kCount:
+      return "count";
+    case AggregateKind::kSum:
+      return "sum";
+    case AggregateKind::kMin:
+      return "min";
+    case AggregateKind::kMax:
+      return "max";
+    case AggregateKind::kAvg:
+      return "avg";
+    case AggregateKind::kFirst:
+      return "first";
+    case AggregateKind::kLast:
+      return "last";
+    case AggregateKind::kStddev:
+      return "stddev";
+    case AggregateKind::kQuantile:
+      return "quantile";
+    case AggregateKind::kDelta:
+      return "delta";
   }
   return "";
 }
 
 const char* OpName(CompareOp op) {
   switch (op) {
-    case CompareOp::kLt: return "<";
-    case CompareOp::kLe: return "<=";
-    case CompareOp::kGt: return ">";
-    case CompareOp::kGe: return ">=";
-    case CompareOp::kEq: return "==";
-    case CompareOp::kNe: return "!=";
+    case CompareOp::kLt:
+      return "<";
+    case CompareOp::kLe:
+      return "<=";
+    case CompareOp::kGt:
+      return ">";
+    case CompareOp::kGe:
+      return ">=";
+    case CompareOp::kEq:
+      return "==";
+    case CompareOp::kNe:
+      return "!=";
   }
   return "";
 }
@@ -867,8 +903,10 @@ std::string DefinitionJson(const PipelineConfig& p) {
   d["key"] = p.key;
   nlohmann::json where = nlohmann::json::object();
   for (const WhereCondition& w : p.where) {
-    if (w.is_text) where[w.name][OpName(w.op)] = w.text;
-    else where[w.name][OpName(w.op)] = static_cast<double>(w.number);
+    if (w.is_text)
+      where[w.name][OpName(w.op)] = w.text;
+    else
+      where[w.name][OpName(w.op)] = static_cast<double>(w.number);
   }
   d["where"] = where;
   nlohmann::json win;
@@ -896,7 +934,8 @@ std::string DefinitionJson(const PipelineConfig& p) {
     aggs[a.name] = one;
   }
   d["aggregates"] = aggs;
-  d["event_time"] = {{"clock", p.event_time.clock == ClockMode::kCorrected ? "corrected" : "device"}};
+  d["event_time"] = {
+      {"clock", p.event_time.clock == ClockMode::kCorrected ? "corrected" : "device"}};
   return d.dump();
 }
 
@@ -1014,10 +1053,10 @@ void Parser::BuildPipeline(const Json& p, size_t index, const Config& c, Pipelin
       a.name = name;
       int kinds = 0;
       static const std::pair<const char*, AggregateKind> kKinds[] = {
-          {"count", AggregateKind::kCount}, {"sum", AggregateKind::kSum},
-          {"min", AggregateKind::kMin},     {"max", AggregateKind::kMax},
-          {"avg", AggregateKind::kAvg},     {"first", AggregateKind::kFirst},
-          {"last", AggregateKind::kLast},   {"stddev", AggregateKind::kStddev},
+          {"count", AggregateKind::kCount},       {"sum", AggregateKind::kSum},
+          {"min", AggregateKind::kMin},           {"max", AggregateKind::kMax},
+          {"avg", AggregateKind::kAvg},           {"first", AggregateKind::kFirst},
+          {"last", AggregateKind::kLast},         {"stddev", AggregateKind::kStddev},
           {"quantile", AggregateKind::kQuantile}, {"delta", AggregateKind::kDelta}};
       std::string kind_key;
       for (const auto& [text, kind] : kKinds) {
@@ -1047,9 +1086,9 @@ void Parser::BuildPipeline(const Json& p, size_t index, const Config& c, Pipelin
       } else if (c.FieldIndex(a.field) < 0) {
         std::string close = Closest(a.field, field_names);
         Error(fp, "\"" + a.field + "\" is not a declared field",
-              close.empty() ? "declare it in source.fields, e.g. \"" + a.field + "\": \"/" +
-                                  a.field + "\""
-                            : "did you mean \"" + close + "\"?");
+              close.empty()
+                  ? "declare it in source.fields, e.g. \"" + a.field + "\": \"/" + a.field + "\""
+                  : "did you mean \"" + close + "\"?");
       }
       if (a.kind == AggregateKind::kQuantile) {
         if (!spec.contains("q"))
@@ -1093,11 +1132,12 @@ void Parser::BuildRest(const Json& root, Config* c) {
   const Json* st = Child(root, "storage");
   c->storage.path = GetString(st, "path", "/storage/path");
   c->storage.max_bytes = GetSize(st, "max_bytes", "/storage/max_bytes");
-  c->storage.sync = GetString(st, "sync", "/storage/sync") == "full" ? SyncMode::kFull
-                                                                      : SyncMode::kNormal;
+  c->storage.sync =
+      GetString(st, "sync", "/storage/sync") == "full" ? SyncMode::kFull : SyncMode::kNormal;
   c->storage.commit_interval_ms = GetDuration(st, "commit_interval", "/storage/commit_interval");
-  c->storage.on_full =
-      GetString(st, "on_full", "/storage/on_full") == "block" ? OnFull::kBlock : OnFull::kDropOldest;
+  c->storage.on_full = GetString(st, "on_full", "/storage/on_full") == "block"
+                           ? OnFull::kBlock
+                           : OnFull::kDropOldest;
 
   const Json* in = Child(root, "ingest");
   c->ingest.durability = GetString(in, "durability", "/ingest/durability") == "batch"
@@ -1120,8 +1160,10 @@ void Parser::BuildRest(const Json& root, Config* c) {
     u.topic = GetString(up, "topic", "/uplink/topic");
     u.batch_max = GetInt(up, "batch_max", "/uplink/batch_max");
     Json rate = Member(up, "max_rate", "/uplink/max_rate");
-    if (rate.is_number() && rate.get<double>() > 0) u.max_rate_per_s = rate.get<double>();
-    else if (rate.is_string()) u.max_rate_per_s = ParseRatePerSecond(rate.get<std::string>()).value_or(0);
+    if (rate.is_number() && rate.get<double>() > 0)
+      u.max_rate_per_s = rate.get<double>();
+    else if (rate.is_string())
+      u.max_rate_per_s = ParseRatePerSecond(rate.get<std::string>()).value_or(0);
     u.order = GetString(up, "order", "/uplink/order") == "in_order" ? UplinkOrder::kInOrder
                                                                     : UplinkOrder::kLiveFirst;
     const Json* tls = Child(*up, "tls");
@@ -1167,7 +1209,7 @@ void Parser::BuildRest(const Json& root, Config* c) {
             "use a plain topic such as \"weir/{gateway}/{pipeline}\"");
 
     if (!u.broker.empty() && NormalizeBroker(u.broker) == NormalizeBroker(c->source.broker) &&
-        u.client_id == c->source.client_id)
+        !u.client_id.empty() && u.client_id == c->source.client_id)
       Error("/uplink/client_id",
             "uplink and source use client id \"" + u.client_id + "\" on the same broker",
             "the broker would disconnect one when the other connects; give them different "
@@ -1190,7 +1232,52 @@ void Parser::BuildRest(const Json& root, Config* c) {
 std::optional<Config> Parser::Parse(std::string_view text) {
   Json root;
   try {
-    root = Json::parse(text.begin(), text.end());
+    // JSON allows a key twice and keeps one silently; in a config that is
+    // almost always a pasted block, so it is reported with its pointer.
+    struct Frame {
+      bool array = false;
+      long index = -1;
+      std::string key;
+      std::set<std::string> keys;
+    };
+    std::vector<Frame> stack;
+    auto next_value = [&stack] {
+      if (!stack.empty() && stack.back().array) ++stack.back().index;
+    };
+    auto callback = [&](int, Json::parse_event_t event, Json& parsed) {
+      switch (event) {
+        case Json::parse_event_t::object_start:
+          next_value();
+          stack.emplace_back();
+          break;
+        case Json::parse_event_t::array_start:
+          next_value();
+          stack.emplace_back();
+          stack.back().array = true;
+          break;
+        case Json::parse_event_t::object_end:
+        case Json::parse_event_t::array_end:
+          if (!stack.empty()) stack.pop_back();
+          break;
+        case Json::parse_event_t::value:
+          next_value();
+          break;
+        case Json::parse_event_t::key: {
+          Frame& f = stack.back();
+          f.key = parsed.get<std::string>();
+          if (!f.keys.insert(f.key).second) {
+            std::string pointer;
+            for (const Frame& g : stack)
+              pointer += "/" + (g.array ? std::to_string(g.index) : EscapePointerToken(g.key));
+            Error(pointer, "key \"" + f.key + "\" appears twice in this object",
+                  "keep one of them; JSON keeps only one value per key");
+          }
+          break;
+        }
+      }
+      return true;
+    };
+    root = Json::parse(text.begin(), text.end(), callback);
   } catch (const nlohmann::json::parse_error& e) {
     // Turn the byte offset into line:column for people.
     size_t line = 1, col = 1;
@@ -1204,8 +1291,9 @@ std::optional<Config> Parser::Parse(std::string_view text) {
     }
     std::string what = e.what();
     size_t cut = what.find("syntax error");
-    Error("", "not valid JSON at line " + std::to_string(line) + ", column " +
-                  std::to_string(col) + ": " + (cut == std::string::npos ? what : what.substr(cut)),
+    Error("",
+          "not valid JSON at line " + std::to_string(line) + ", column " + std::to_string(col) +
+              ": " + (cut == std::string::npos ? what : what.substr(cut)),
           "fix the JSON syntax (a missing comma or quote, or a trailing comma)");
     return std::nullopt;
   }

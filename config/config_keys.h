@@ -16,9 +16,9 @@ enum class KeyType {
   kArray,      // items are "<pattern>/*"
   kTimestamp,  // an object with declared members, or the string "received"
   kString,
-  kName,      // [A-Za-z0-9_.-]{1,64}
-  kPointer,   // a JSON pointer: "" or "/a/b" (with ~0 ~1 escapes)
-  kTopic,     // MQTT topic template: "{name}" captures a whole level, "#" only last
+  kName,     // [A-Za-z0-9_.-]{1,64}
+  kPointer,  // a JSON pointer: "" or "/a/b" (with ~0 ~1 escapes)
+  kTopic,    // MQTT topic template: "{name}" captures a whole level, "#" only last
   kInteger,
   kNumber,
   kNumberOrString,
@@ -29,7 +29,7 @@ enum class KeyType {
 };
 
 struct ConfigKey {
-  const char* pattern;       // JSON pointer pattern; "*" stands for any member or item
+  const char* pattern;  // JSON pointer pattern; "*" stands for any member or item
   KeyType type;
   bool required;             // required whenever its parent is present
   const char* default_json;  // JSON text of the default; nullptr: none (see default_note)

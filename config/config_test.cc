@@ -255,8 +255,8 @@ TEST(Parse, TimestampReceivedAndUnits) {
 
 TEST(Attributes, CapturesInOrderThenTags) {
   json j = Base();
-  j["source"]["topics"] = json::array(
-      {{{"topic", "a/{site}/{device}/x"}}, {{"topic", "b/{line}/{site}/{device}/#"}}});
+  j["source"]["topics"] =
+      json::array({{{"topic", "a/{site}/{device}/x"}}, {{"topic", "b/{line}/{site}/{device}/#"}}});
   j["source"]["tags"] = {{"room", "/room"}, {"site", "/site"}, {"model", "/m"}};
   Config c = MustParse(j);
   EXPECT_EQ(c.attributes, (std::vector<std::string>{"site", "line", "room", "model"}));
@@ -291,8 +291,8 @@ TEST(Errors, UnknownKeyWithDidYouMean) {
   auto errors = Errors(j);
   EXPECT_TRUE(Has(errors, "/pipelines/0/windw", "did you mean \"window\"")) << Dump(errors);
   EXPECT_TRUE(Has(errors, "/source/brokr", "did you mean \"broker\""));
-  EXPECT_TRUE(Has(errors, "/pipelines/0/event_time/allowed_latenes",
-                  "did you mean \"allowed_lateness\""));
+  EXPECT_TRUE(
+      Has(errors, "/pipelines/0/event_time/allowed_latenes", "did you mean \"allowed_lateness\""));
   EXPECT_TRUE(Has(errors, "/storage/zzzzzz", "valid keys here"));
   // The misspelt window also means the real one is missing: every error is reported.
   EXPECT_TRUE(Has(errors, "/pipelines/0/window", "missing required key"));
@@ -354,6 +354,16 @@ TEST(Errors, NotJson) {
   EXPECT_TRUE(Has(errors, "", "expected an object"));
 }
 
+TEST(Errors, DuplicateJsonKeys) {
+  std::vector<ConfigError> errors;
+  std::string text = Base().dump();
+  text.insert(text.find("\"window\""), R"("window": {"type": "session", "gap": "1m"}, )");
+  text.insert(1, R"("gateway": "gw-02", )");
+  EXPECT_FALSE(ParseConfig(text, &errors));
+  EXPECT_TRUE(Has(errors, "/pipelines/0/window", "appears twice")) << Dump(errors);
+  EXPECT_TRUE(Has(errors, "/gateway", "appears twice")) << Dump(errors);
+}
+
 TEST(Rules, UplinkRequiredOnlyForRun) {
   std::vector<ConfigError> errors;
   EXPECT_TRUE(Parse(Base(), &errors, false).has_value());
@@ -370,6 +380,9 @@ TEST(Rules, EqualClientIdsOnOneBroker) {
   MustParse(j);
   j["uplink"] = {{"broker", "tcp://127.0.0.1:1883"}};  // defaults differ
   MustParse(j);
+  j["gateway"] = "bad name";  // no default ids then: only the name is reported
+  auto errors = Errors(j);
+  EXPECT_EQ(errors.size(), 1u) << Dump(errors);
 }
 
 TEST(Rules, Names) {
@@ -417,7 +430,9 @@ TEST(Rules, Windows) {
   EXPECT_EQ(c.pipelines[0].window.gap_ms, 30000);
   EXPECT_EQ(c.pipelines[0].window.max_duration_ms, 8 * 3600000);
   j["pipelines"][0]["window"] = {{"type", "sliding"}, {"size", "1m"}};
-  EXPECT_TRUE(Has(Errors(j), "/pipelines/0/window/type", "\"tumbling\""));
+  auto type_errors = Errors(j);
+  EXPECT_TRUE(Has(type_errors, "/pipelines/0/window/type", "\"tumbling\""));
+  EXPECT_EQ(type_errors.size(), 1u) << Dump(type_errors);  // no guesses about other keys
   j["pipelines"][0]["window"] = {{"type", "tumbling"}, {"size", "0"}};
   EXPECT_TRUE(Has(Errors(j), "/pipelines/0/window/size", "greater than 0"));
 }
@@ -447,8 +462,8 @@ TEST(Rules, Aggregates) {
 
 TEST(Rules, WhereNames) {
   json j = Base();
-  j["pipelines"][0]["where"] = {{"temp", {{">", 0}}}, {"room", {{"==", "kitchen"}}},
-                                {"site", {{"!=", "lab"}}}};
+  j["pipelines"][0]["where"] = {
+      {"temp", {{">", 0}}}, {"room", {{"==", "kitchen"}}}, {"site", {{"!=", "lab"}}}};
   Config c = MustParse(j);
   ASSERT_EQ(c.pipelines[0].where.size(), 3u);
   EXPECT_TRUE(c.pipelines[0].where[1].is_text);
@@ -509,8 +524,8 @@ TEST(Rules, DeviceAndStatus) {
   EXPECT_TRUE(Has(Errors(j), "/source/status/topic", "no {device} capture"));
   j["source"]["status"] = {{"topic", "sensors/{site}/{device}/status/#/x"}};
   EXPECT_TRUE(Has(Errors(j), "/source/status/topic", "bad topic template"));
-  j["source"]["status"] = {{"topic", "sensors/{site}/{device}/status"}, {"online", "1"},
-                           {"offline", "1"}};
+  j["source"]["status"] = {
+      {"topic", "sensors/{site}/{device}/status"}, {"online", "1"}, {"offline", "1"}};
   EXPECT_TRUE(Has(Errors(j), "/source/status/offline", "equal"));
   j["source"]["status"] = {{"topic", "sensors/{site}/{device}/status"}};
   Config c = MustParse(j);
@@ -535,7 +550,7 @@ TEST(Rules, UplinkDetails) {
   j["uplink"] = {{"broker", "ssl://c:8883"}, {"password", "x"}};
   EXPECT_TRUE(Has(Errors(j), "/uplink/password", "username"));
   j["uplink"] = {{"broker", "ssl://c:8883"}, {"max_rate", "120/m"}, {"username", "u"},
-                 {"password", "p"}, {"order", "in_order"}, {"batch_max", 1}};
+                 {"password", "p"},          {"order", "in_order"}, {"batch_max", 1}};
   Config c = MustParse(j);
   EXPECT_DOUBLE_EQ(c.uplink.max_rate_per_s, 2);
   EXPECT_EQ(c.uplink.order, UplinkOrder::kInOrder);
@@ -676,8 +691,8 @@ TEST(Shipped, ExamplesValidateForRun) {
 
 TEST(Shipped, DemoIsWhatScriptsDemoExpects) {
   std::vector<ConfigError> errors;
-  auto c = LoadConfigFile(std::string(WEIR_SOURCE_DIR) + "/configs/examples/demo.json", &errors,
-                          true);
+  auto c =
+      LoadConfigFile(std::string(WEIR_SOURCE_DIR) + "/configs/examples/demo.json", &errors, true);
   ASSERT_TRUE(c) << FormatConfigErrors("demo.json", errors);
   EXPECT_EQ(c->gateway, "demo");
   EXPECT_EQ(c->source.broker, "tcp://127.0.0.1:1883");
@@ -726,8 +741,7 @@ TEST(Shipped, SchemaDescribesEveryTableKey) {
   std::string reference = GenerateConfigReference();
   for (const ConfigKey& k : ConfigKeys())
     if (*k.pattern) {
-      EXPECT_NE(reference.find(std::string("`") + k.pattern + "`"), std::string::npos)
-          << k.pattern;
+      EXPECT_NE(reference.find(std::string("`") + k.pattern + "`"), std::string::npos) << k.pattern;
     }
 }
 

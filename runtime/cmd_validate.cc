@@ -40,16 +40,26 @@ std::string FormatBytes(int64_t bytes) {
 
 const char* KindName(AggregateKind k) {
   switch (k) {
-    case AggregateKind::kCount: return "count";
-    case AggregateKind::kSum: return "sum";
-    case AggregateKind::kMin: return "min";
-    case AggregateKind::kMax: return "max";
-    case AggregateKind::kAvg: return "avg";
-    case AggregateKind::kFirst: return "first";
-    case AggregateKind::kLast: return "last";
-    case AggregateKind::kStddev: return "stddev";
-    case AggregateKind::kQuantile: return "quantile";
-    case AggregateKind::kDelta: return "delta";
+    case AggregateKind::kCount:
+      return "count";
+    case AggregateKind::kSum:
+      return "sum";
+    case AggregateKind::kMin:
+      return "min";
+    case AggregateKind::kMax:
+      return "max";
+    case AggregateKind::kAvg:
+      return "avg";
+    case AggregateKind::kFirst:
+      return "first";
+    case AggregateKind::kLast:
+      return "last";
+    case AggregateKind::kStddev:
+      return "stddev";
+    case AggregateKind::kQuantile:
+      return "quantile";
+    case AggregateKind::kDelta:
+      return "delta";
   }
   return "?";
 }
@@ -74,16 +84,16 @@ std::string WindowText(const WindowConfig& w) {
 // summary says "estimate" and the benchmarks give the real figures.
 struct Budget {
   int64_t per_window_bytes = 0;
-  int64_t windows_per_key = 0;    // open at once: a reading can fall in each
-  int64_t retained_per_key = 0;   // fired, kept for allowed_lateness (may sit in storage)
-  int64_t bytes = 0;              // max_keys keys with their open windows
+  int64_t windows_per_key = 0;   // open at once: a reading can fall in each
+  int64_t retained_per_key = 0;  // fired, kept for allowed_lateness (may sit in storage)
+  int64_t bytes = 0;             // max_keys keys with their open windows
 };
 
 Budget PipelineBudget(const PipelineConfig& p) {
-  constexpr int64_t kKeyOverhead = 128;     // key text, hash slot, LRU links
-  constexpr int64_t kWindowOverhead = 64;   // start, end, rev, count, flags
-  constexpr int64_t kScalarAggregate = 24;  // value, and ts for first/last
-  constexpr int64_t kQuantileSketch = 2048; // fixed-size sketch, 1% relative error
+  constexpr int64_t kKeyOverhead = 128;      // key text, hash slot, LRU links
+  constexpr int64_t kWindowOverhead = 64;    // start, end, rev, count, flags
+  constexpr int64_t kScalarAggregate = 24;   // value, and ts for first/last
+  constexpr int64_t kQuantileSketch = 2048;  // fixed-size sketch, 1% relative error
   Budget b;
   b.per_window_bytes = kWindowOverhead;
   for (const AggregateConfig& a : p.aggregates)
@@ -122,8 +132,8 @@ int RunValidate(const ValidateOptions& options) {
   const Config& c = *config;
   std::printf("%s: valid\n", options.config_path.c_str());
   std::printf("gateway   %s\n", c.gateway.c_str());
-  std::printf("source    %s as %s (qos %d)\n", c.source.broker.c_str(),
-              c.source.client_id.c_str(), c.source.qos);
+  std::printf("source    %s as %s (qos %d)\n", c.source.broker.c_str(), c.source.client_id.c_str(),
+              c.source.qos);
   for (const TopicConfig& t : c.source.topics)
     std::printf("  topic   %s (%s)\n", t.topic.c_str(),
                 t.format == PayloadFormat::kJson ? "json" : "flatbuffers");
@@ -167,7 +177,8 @@ int RunValidate(const ValidateOptions& options) {
                 FormatBytes(b.bytes).c_str(), p.max_keys, b.windows_per_key,
                 FormatBytes(b.per_window_bytes).c_str());
     if (b.retained_per_key > 0)
-      std::printf("; up to %" PRId64 " fired windows per key kept for allowed_lateness (%s if all "
+      std::printf("; up to %" PRId64
+                  " fired windows per key kept for allowed_lateness (%s if all "
                   "stay in memory)",
                   b.retained_per_key,
                   FormatBytes(p.max_keys * b.retained_per_key * b.per_window_bytes).c_str());
@@ -183,7 +194,8 @@ int RunValidate(const ValidateOptions& options) {
               FormatBytes(c.storage.max_bytes).c_str(),
               c.storage.sync == SyncMode::kFull ? "full" : "normal",
               FormatDuration(c.storage.commit_interval_ms).c_str());
-  if (!c.metrics.listen.empty()) std::printf("metrics   http://%s/metrics\n", c.metrics.listen.c_str());
+  if (!c.metrics.listen.empty())
+    std::printf("metrics   http://%s/metrics\n", c.metrics.listen.c_str());
 
   // Per device and pipeline: watermark clock, lag, silence timer (~64 B);
   // per device: dedup bitmap of 1024 seqs (128 B) and its id (~64 B).
@@ -193,11 +205,12 @@ int RunValidate(const ValidateOptions& options) {
   int64_t queue_bytes = c.ingest.queue_capacity * 512;
   constexpr int64_t kSqliteCache = 2 << 20;  // SQLite's default page cache (2000 KiB)
   int64_t total = pipelines_bytes + devices_bytes + queue_bytes + kSqliteCache;
-  std::printf("memory budget (estimate): %s = pipelines %s + devices %s + ingest queue %s + "
-              "SQLite cache %s\n",
-              FormatBytes(total).c_str(), FormatBytes(pipelines_bytes).c_str(),
-              FormatBytes(devices_bytes).c_str(), FormatBytes(queue_bytes).c_str(),
-              FormatBytes(kSqliteCache).c_str());
+  std::printf(
+      "memory budget (estimate): %s = pipelines %s + devices %s + ingest queue %s + "
+      "SQLite cache %s\n",
+      FormatBytes(total).c_str(), FormatBytes(pipelines_bytes).c_str(),
+      FormatBytes(devices_bytes).c_str(), FormatBytes(queue_bytes).c_str(),
+      FormatBytes(kSqliteCache).c_str());
   if (options.memory_limit_bytes > 0 && total > options.memory_limit_bytes)
     std::fprintf(stderr,
                  "%s: warning: the memory budget %s exceeds --memory %s (hint: lower "
