@@ -341,6 +341,9 @@ int32_t PipelineOperator::FindOrAddDevice(std::string_view name) {
   if (id >= 0) return id;
   id = device_index_.Insert(name);
   devices_.emplace_back();
+  // Scratch lists hold at most one entry per device: size them now, not mid-step.
+  touched_devices_.reserve(devices_.size());
+  idle_list_.reserve(devices_.size());
   return id;
 }
 
@@ -390,6 +393,7 @@ int32_t PipelineOperator::FindOrAddKey(std::string_view enc, int32_t device) {
     devices_[static_cast<size_t>(device)].keys.push_back(id);
   }
   counters_.keys = key_index_.size();
+  candidates_.reserve(keys_.size());
   return id;
 }
 
@@ -784,15 +788,24 @@ void PipelineOperator::EmitOne(const Emission& e, EngineOutput* out) {
 // ---------------------------------------------------------------- windows
 
 int32_t PipelineOperator::AcquireWindow(int32_t key) {
-  int32_t wi;
-  if (!free_windows_.empty()) {
-    wi = free_windows_.back();
-    free_windows_.pop_back();
-  } else {
-    wi = static_cast<int32_t>(windows_.size());
-    windows_.emplace_back();
-    windows_.back().aggs.resize(aggs_.size());
+  if (free_windows_.empty()) {
+    // Grow the pool by doubling, so a working set that creeps up causes a
+    // handful of allocations, not one per new window.
+    size_t grow = std::max<size_t>(16, windows_.size());
+    windows_.reserve(windows_.size() + grow);
+    free_windows_.reserve(windows_.size() + grow);
+    for (size_t i = 0; i < grow; ++i) {
+      windows_.emplace_back();
+      Window& w = windows_.back();
+      w.aggs.resize(aggs_.size());
+      w.dirty_devices.reserve(4);
+      w.retractions.reserve(2);
+      free_windows_.push_back(static_cast<int32_t>(windows_.size() - 1));
+    }
+    std::reverse(free_windows_.begin(), free_windows_.end());
   }
+  int32_t wi = free_windows_.back();
+  free_windows_.pop_back();
   Window& w = windows_[static_cast<size_t>(wi)];
   w.start = w.end = w.count = 0;
   w.rev = -1;
@@ -806,16 +819,20 @@ int32_t PipelineOperator::AcquireWindow(int32_t key) {
   for (size_t i = 0; i < aggs_.size(); ++i) {
     w.aggs[i] = AggSlot{};
     if (aggs_[i].kind == AggregateKind::kQuantile) {
-      int32_t si;
-      if (!free_sketches_.empty()) {
-        si = free_sketches_.back();
-        free_sketches_.pop_back();
-      } else {
-        si = static_cast<int32_t>(sketches_.size());
-        sketches_.emplace_back();
+      if (free_sketches_.empty()) {
+        size_t grow = std::max<size_t>(16, sketches_.size());
+        sketches_.reserve(sketches_.size() + grow);
+        free_sketches_.reserve(sketches_.size() + grow);
+        for (size_t j = 0; j < grow; ++j) {
+          sketches_.emplace_back();
+          sketches_.back().Reserve(64);
+          free_sketches_.push_back(static_cast<int32_t>(sketches_.size() - 1));
+        }
       }
+      int32_t si = free_sketches_.back();
+      free_sketches_.pop_back();
       sketches_[static_cast<size_t>(si)].Clear();
-      windows_[static_cast<size_t>(wi)].aggs[i].sketch = si;
+      w.aggs[i].sketch = si;
     }
   }
   return wi;
