@@ -16,6 +16,7 @@
 #include "core/text.h"
 #include "operators/aggregates.h"
 #include "operators/engine.h"
+#include "operators/engine_internal.h"
 #include "operators/quantile_sketch.h"
 #include "operators/state_codec.h"
 
@@ -157,6 +158,8 @@ struct Emission {
 class PipelineOperator {
  public:
   PipelineOperator(const Config& config, int index, int64_t generation);
+  // Tests: recompute everything every step instead of incrementally.
+  void set_exhaustive(bool on) { exhaustive_ = on; }
 
   bool Advance(int64_t now, EngineOutput* out);
   void OnStatus(std::string_view device, bool online, int64_t now, EngineOutput* out);
@@ -241,7 +244,7 @@ class PipelineOperator {
   bool min_stale_ = false;
   int64_t min_idle_deadline_ = kNegInf;
   int64_t min_key_deadline_ = kPosInf;  // group keys: min next_deadline over keys
-  bool pipeline_changed_ = true;
+  bool exhaustive_ = false;
 
   NameIndex device_index_;
   std::vector<DeviceState> devices_;
@@ -474,7 +477,6 @@ void PipelineOperator::RecomputePipelineWatermark() {
   if (min_count_ > 0 && min_wm_ > wm_p_) {
     wm_p_ = min_wm_;
     wm_p_raised_ = true;
-    pipeline_changed_ = true;
   }
 }
 
@@ -503,7 +505,7 @@ void PipelineOperator::BeginStep(int64_t now, bool advance) {
 
 bool PipelineOperator::Advance(int64_t now, EngineOutput* out) {
   BeginStep(now, /*advance=*/true);
-  if (now_ >= min_idle_deadline_) {
+  if (now_ >= min_idle_deadline_ || exhaustive_) {
     // Find devices that have become idle; the rest give the next deadline.
     min_idle_deadline_ = kPosInf;
     for (int32_t di = 0; di < static_cast<int32_t>(devices_.size()); ++di) {
@@ -606,10 +608,13 @@ void PipelineOperator::AddCandidate(int32_t ki) {
 }
 
 bool PipelineOperator::EndStep(EngineOutput* out) {
+  if (exhaustive_) min_stale_ = true;
   RecomputePipelineWatermark();
   bool scanned = false;
   // Keys whose watermark rose far enough for something to be due.
-  if (key_has_device_) {
+  if (exhaustive_) {
+    for (int32_t ki = 0; ki < static_cast<int32_t>(keys_.size()); ++ki) AddCandidate(ki);
+  } else if (key_has_device_) {
     for (int32_t di : touched_devices_) {
       const DeviceState& d = devices_[static_cast<size_t>(di)];
       for (int32_t ki : d.keys) {
@@ -1246,7 +1251,6 @@ void PipelineOperator::CollectChanges(StateWriter* writer) {
     enc.I64(counters_.results);
     enc.I64(counters_.retractions);
     writer->Put(storage_id_, 'p', "", blob);
-    pipeline_changed_ = false;
   }
   for (int32_t di = 0; di < static_cast<int32_t>(devices_.size()); ++di) {
     DeviceState& d = devices_[static_cast<size_t>(di)];
@@ -1312,7 +1316,6 @@ void PipelineOperator::RebuildAfterRestore() {
   RecomputePipelineWatermark();
   counters_.keys = key_index_.size();
   counters_.open_windows = static_cast<int64_t>(windows_.size() - free_windows_.size());
-  pipeline_changed_ = false;
 }
 
 // ----------------------------------------------------------------- engine
@@ -1355,6 +1358,12 @@ class EngineImpl : public Engine {
 
 Result<std::unique_ptr<Engine>> Engine::Create(const Config& config,
                                                 const std::vector<int64_t>& generations) {
+  return CreateEngine(config, generations, /*exhaustive=*/false);
+}
+
+Result<std::unique_ptr<Engine>> CreateEngine(const Config& config,
+                                             const std::vector<int64_t>& generations,
+                                             bool exhaustive) {
   if (!generations.empty() && generations.size() != config.pipelines.size()) {
     return InvalidArgument("one generation per pipeline expected");
   }
@@ -1383,6 +1392,7 @@ Result<std::unique_ptr<Engine>> Engine::Create(const Config& config,
     }
     int64_t g = generations.empty() ? 0 : generations[i];
     ops.push_back(std::make_unique<PipelineOperator>(config, static_cast<int>(i), g));
+    ops.back()->set_exhaustive(exhaustive);
   }
   return std::unique_ptr<Engine>(std::make_unique<EngineImpl>(std::move(ops)));
 }
