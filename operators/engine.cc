@@ -119,6 +119,10 @@ struct KeyState {
   uint64_t mark = 0;                // step stamp: already a candidate in this step
   bool changed = false;
   bool persisted = false;
+  bool spilled = false;  // windows live in the SpillStore; next_deadline stays exact
+  bool linked = false;   // in the LRU list of keys holding windows in memory
+  int32_t lru_prev = -1;
+  int32_t lru_next = -1;
 };
 
 // Where a key part comes from.
@@ -160,6 +164,7 @@ class PipelineOperator {
   PipelineOperator(const Config& config, int index, int64_t generation);
   // Tests: recompute everything every step instead of incrementally.
   void set_exhaustive(bool on) { exhaustive_ = on; }
+  void set_spill(SpillStore* store) { spill_ = store; }
 
   bool Advance(int64_t now, EngineOutput* out);
   void OnStatus(std::string_view device, bool online, int64_t now, EngineOutput* out);
@@ -213,7 +218,15 @@ class PipelineOperator {
   void EncodeDevice(int32_t di, std::string* blob) const;
   void EncodeKeyState(int32_t ki, std::string* blob) const;
   Status DecodeDevice(std::string_view id, std::string_view blob);
-  Status DecodeKeyState(std::string_view blob);
+  Status DecodeKeyState(std::string_view blob, bool from_spill);
+
+  // limits.max_keys: keys holding windows form an LRU list; beyond the limit
+  // the least recently active ones without dirty windows are spilled.
+  void LruLink(int32_t ki);
+  void LruUnlink(int32_t ki);
+  void EnsureLoaded(int32_t ki);
+  void Evict(int32_t ki);
+  void EvictOverflow();
   Status DecodePipeline(std::string_view blob);
   void RebuildAfterRestore();
 
@@ -245,6 +258,12 @@ class PipelineOperator {
   int64_t min_idle_deadline_ = kNegInf;
   int64_t min_key_deadline_ = kPosInf;  // group keys: min next_deadline over keys
   bool exhaustive_ = false;
+  SpillStore* spill_ = nullptr;
+  int64_t max_keys_ = 0;
+  int32_t lru_head_ = -1;
+  int32_t lru_tail_ = -1;
+  int64_t lru_size_ = 0;
+  std::string spill_blob_;
 
   NameIndex device_index_;
   std::vector<DeviceState> devices_;
@@ -284,6 +303,7 @@ PipelineOperator::PipelineOperator(const Config& config, int index, int64_t gene
   window_ = p.window;
   if (window_.type == WindowType::kTumbling) window_.hop_ms = window_.size_ms;
   et_ = p.event_time;
+  max_keys_ = p.max_keys;
   for (const std::string& k : p.key) {
     key_names_.push_back(k);
     if (k == "device") {
@@ -395,7 +415,6 @@ int32_t PipelineOperator::FindOrAddKey(std::string_view enc, int32_t device) {
     k.device = device;
     devices_[static_cast<size_t>(device)].keys.push_back(id);
   }
-  counters_.keys = key_index_.size();
   candidates_.reserve(keys_.size());
   return id;
 }
@@ -591,10 +610,12 @@ void PipelineOperator::OnReading(const Reading& r, int64_t now, EngineOutput* ou
   } else {
     EncodeKey(r);
     int32_t ki = FindOrAddKey(key_buf_, di);
+    EnsureLoaded(ki);
     int64_t key_wm = key_has_device_ ? dev_wm_before : wm_p_before;
     bool dropped = is_session() ? AddToSessions(ki, r, ts, di, key_wm)
                                 : AddToTimeWindows(ki, r, ts, di, key_wm);
     keys_[static_cast<size_t>(ki)].changed = true;
+    if (!keys_[static_cast<size_t>(ki)].windows.empty()) LruLink(ki);
     if (dropped && et_.late == LatePolicy::kSide && out) out->OnLateSide(index_, r, ts);
   }
   EndStep(out);
@@ -627,7 +648,10 @@ bool PipelineOperator::EndStep(EngineOutput* out) {
       if (keys_[static_cast<size_t>(ki)].next_deadline <= wm_p_) AddCandidate(ki);
     }
   }
-  for (int32_t ki : candidates_) CollectDue(ki);
+  for (int32_t ki : candidates_) {
+    EnsureLoaded(ki);
+    CollectDue(ki);
+  }
 
   // Dirty windows (5.4): due once late_emit_delay has passed since they
   // became dirty and one dirty device's data (or idleness) is past the end.
@@ -675,6 +699,7 @@ bool PipelineOperator::EndStep(EngineOutput* out) {
   for (int32_t ki : candidates_) {
     KeyState& k = keys_[static_cast<size_t>(ki)];
     Purge(ki, KeyWatermark(k));
+    if (k.windows.empty()) LruUnlink(ki);
   }
   if (!key_has_device_) {
     if (scanned) {
@@ -687,7 +712,9 @@ bool PipelineOperator::EndStep(EngineOutput* out) {
     }
   }
   changed |= held_before != windows_.size() - free_windows_.size();
+  EvictOverflow();
   counters_.open_windows = static_cast<int64_t>(windows_.size() - free_windows_.size());
+  counters_.keys = lru_size_;
   return changed;
 }
 
@@ -1060,10 +1087,90 @@ bool PipelineOperator::AddToSessions(int32_t ki, const Reading& r, int64_t ts, i
   return false;
 }
 
+// ------------------------------------------------------------------ spill
+
+void PipelineOperator::LruLink(int32_t ki) {
+  KeyState& k = keys_[static_cast<size_t>(ki)];
+  if (k.linked) {
+    if (lru_head_ == ki) return;
+    LruUnlink(ki);
+  }
+  k.linked = true;
+  k.lru_prev = -1;
+  k.lru_next = lru_head_;
+  if (lru_head_ >= 0) keys_[static_cast<size_t>(lru_head_)].lru_prev = ki;
+  lru_head_ = ki;
+  if (lru_tail_ < 0) lru_tail_ = ki;
+  ++lru_size_;
+}
+
+void PipelineOperator::LruUnlink(int32_t ki) {
+  KeyState& k = keys_[static_cast<size_t>(ki)];
+  if (!k.linked) return;
+  if (k.lru_prev >= 0) {
+    keys_[static_cast<size_t>(k.lru_prev)].lru_next = k.lru_next;
+  } else {
+    lru_head_ = k.lru_next;
+  }
+  if (k.lru_next >= 0) {
+    keys_[static_cast<size_t>(k.lru_next)].lru_prev = k.lru_prev;
+  } else {
+    lru_tail_ = k.lru_prev;
+  }
+  k.linked = false;
+  k.lru_prev = k.lru_next = -1;
+  --lru_size_;
+}
+
+void PipelineOperator::EnsureLoaded(int32_t ki) {
+  KeyState& k = keys_[static_cast<size_t>(ki)];
+  if (!k.spilled) return;
+  k.spilled = false;
+  --counters_.spilled_keys;
+  spill_blob_.clear();
+  if (spill_->Get(storage_id_, k.id_part, &spill_blob_)) {
+    // A blob this engine wrote; a failing one leaves the key empty.
+    (void)DecodeKeyState(spill_blob_, /*from_spill=*/true);
+    spill_->Erase(storage_id_, k.id_part);
+  }
+  if (!keys_[static_cast<size_t>(ki)].windows.empty()) LruLink(ki);
+}
+
+void PipelineOperator::Evict(int32_t ki) {
+  KeyState& k = keys_[static_cast<size_t>(ki)];
+  RecomputeDeadline(k);  // exact, so the key is read back only when something is due
+  spill_blob_.clear();
+  EncodeKeyState(ki, &spill_blob_);
+  spill_->Put(storage_id_, k.id_part, spill_blob_);
+  for (int32_t wi : k.windows) ReleaseWindow(wi);
+  k.windows.clear();
+  k.spilled = true;
+  LruUnlink(ki);
+  ++counters_.spilled_keys;
+}
+
+void PipelineOperator::EvictOverflow() {
+  if (!spill_ || max_keys_ <= 0) return;
+  int64_t attempts = lru_size_;
+  while (lru_size_ > max_keys_ && attempts-- > 0) {
+    int32_t ki = lru_tail_;
+    bool dirty = false;
+    for (int32_t wi : keys_[static_cast<size_t>(ki)].windows) {
+      dirty |= windows_[static_cast<size_t>(wi)].dirty;
+    }
+    if (dirty) {
+      LruLink(ki);  // pending revisions stay in memory; try the next one
+      continue;
+    }
+    Evict(ki);
+  }
+}
+
 // ------------------------------------------------------------------ drain
 
 void PipelineOperator::Drain(EngineOutput* out) {
   BeginStep(now_, /*advance=*/false);
+  for (int32_t ki = 0; ki < static_cast<int32_t>(keys_.size()); ++ki) EnsureLoaded(ki);
   for (int32_t ki = 0; ki < static_cast<int32_t>(keys_.size()); ++ki) {
     KeyState& k = keys_[static_cast<size_t>(ki)];
     for (int32_t wi : k.windows) {
@@ -1082,7 +1189,9 @@ void PipelineOperator::Drain(EngineOutput* out) {
     for (int32_t wi : k.windows) ReleaseWindow(wi);
     k.windows.clear();
     k.next_deadline = kPosInf;
+    LruUnlink(ki);
   }
+  counters_.keys = 0;
   dirty_.clear();
   min_key_deadline_ = kPosInf;
   counters_.open_windows = 0;
@@ -1157,7 +1266,7 @@ void PipelineOperator::EncodeKeyState(int32_t ki, std::string* blob) const {
   }
 }
 
-Status PipelineOperator::DecodeKeyState(std::string_view blob) {
+Status PipelineOperator::DecodeKeyState(std::string_view blob, bool from_spill) {
   StateDecoder dec(blob);
   if (dec.U8() != kBlobVersion) return DataLoss("key state: unknown version");
   int64_t nvalues = dec.Count(1024);
@@ -1178,7 +1287,7 @@ Status PipelineOperator::DecodeKeyState(std::string_view blob) {
   int32_t di = key_has_device_ ? FindOrAddDevice(device) : -1;
   std::string enc_key = key_buf_;
   int32_t ki = FindOrAddKey(enc_key, di);
-  keys_[static_cast<size_t>(ki)].persisted = true;
+  if (!from_spill) keys_[static_cast<size_t>(ki)].persisted = true;
   int64_t nwin = dec.Count(1 << 20);
   for (int64_t j = 0; j < nwin && dec.ok(); ++j) {
     int32_t wi = AcquireWindow(ki);
@@ -1209,6 +1318,10 @@ Status PipelineOperator::DecodeKeyState(std::string_view blob) {
       AggDecode(&dec, &w2.aggs[i]);
       w2.aggs[i].sketch = sketch;
       if (sketch >= 0 && !sketches_[static_cast<size_t>(sketch)].Decode(&dec)) break;
+    }
+    if (w2.dirty) {
+      w2.in_dirty_list = true;
+      dirty_.push_back(wi);
     }
     InsertSorted(keys_[static_cast<size_t>(ki)], wi);
   }
@@ -1264,6 +1377,15 @@ void PipelineOperator::CollectChanges(StateWriter* writer) {
     KeyState& k = keys_[static_cast<size_t>(ki)];
     if (!k.changed) continue;
     k.changed = false;
+    if (k.spilled) {
+      // Its current state is the spill row: copy it into the checkpoint.
+      blob.clear();
+      if (spill_->Get(storage_id_, k.id_part, &blob)) {
+        writer->Put(storage_id_, 'k', k.id_part, blob);
+        k.persisted = true;
+      }
+      continue;
+    }
     if (k.windows.empty()) {
       // Purged: nothing left worth restoring.
       if (k.persisted) writer->Erase(storage_id_, 'k', k.id_part);
@@ -1283,7 +1405,7 @@ Status PipelineOperator::Restore(StateReader* reader) {
         switch (kind) {
           case 'p': return DecodePipeline(blob);
           case 'd': return DecodeDevice(id, blob);
-          case 'k': return DecodeKeyState(blob);
+          case 'k': return DecodeKeyState(blob, /*from_spill=*/false);
           default: return DataLoss("unknown state row kind");
         }
       });
@@ -1293,16 +1415,10 @@ Status PipelineOperator::Restore(StateReader* reader) {
 }
 
 void PipelineOperator::RebuildAfterRestore() {
-  dirty_.clear();
   min_key_deadline_ = kPosInf;
-  for (KeyState& k : keys_) {
-    for (int32_t wi : k.windows) {
-      Window& w = windows_[static_cast<size_t>(wi)];
-      if (w.dirty) {
-        w.in_dirty_list = true;
-        dirty_.push_back(wi);
-      }
-    }
+  for (int32_t ki = 0; ki < static_cast<int32_t>(keys_.size()); ++ki) {
+    KeyState& k = keys_[static_cast<size_t>(ki)];
+    if (!k.windows.empty()) LruLink(ki);
     RecomputeDeadline(k);
     min_key_deadline_ = std::min(min_key_deadline_, k.next_deadline);
     k.changed = false;
@@ -1314,7 +1430,8 @@ void PipelineOperator::RebuildAfterRestore() {
   min_stale_ = true;
   min_idle_deadline_ = kNegInf;  // next time advance finds idle devices again
   RecomputePipelineWatermark();
-  counters_.keys = key_index_.size();
+  EvictOverflow();
+  counters_.keys = lru_size_;
   counters_.open_windows = static_cast<int64_t>(windows_.size() - free_windows_.size());
 }
 
@@ -1345,6 +1462,9 @@ class EngineImpl : public Engine {
   Status Restore(StateReader* reader) override {
     for (auto& p : pipelines_) RETURN_IF_ERROR(p->Restore(reader));
     return Status::Ok();
+  }
+  void SetSpillStore(SpillStore* store) override {
+    for (auto& p : pipelines_) p->set_spill(store);
   }
   const PipelineCounters& counters(int pipeline_index) const override {
     return pipelines_[static_cast<size_t>(pipeline_index)]->counters();
