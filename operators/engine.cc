@@ -76,6 +76,39 @@ class NameIndex {
   std::vector<size_t> hashes_;
 };
 
+// Minimum over a growing array of values, O(log n) per update (a segment
+// tree over leaves [n, 2n) of `tree_`). Capacity doubles as values are added.
+class MinTree {
+ public:
+  void Add(int64_t v) {
+    if (size_ == cap_) {
+      size_t cap = cap_ ? cap_ * 2 : 64;
+      std::vector<int64_t> t(2 * cap, kPosInf);
+      for (size_t i = 0; i < size_; ++i) t[cap + i] = tree_[cap_ + i];
+      for (size_t i = cap - 1; i >= 1; --i) t[i] = std::min(t[2 * i], t[2 * i + 1]);
+      tree_.swap(t);
+      cap_ = cap;
+    }
+    ++size_;
+    Set(static_cast<int32_t>(size_ - 1), v);
+  }
+  void Set(int32_t index, int64_t v) {
+    size_t i = cap_ + static_cast<size_t>(index);
+    tree_[i] = v;
+    for (i /= 2; i >= 1; i /= 2) {
+      int64_t m = std::min(tree_[2 * i], tree_[2 * i + 1]);
+      if (tree_[i] == m) break;  // nothing above changes
+      tree_[i] = m;
+    }
+  }
+  int64_t Min() const { return cap_ ? tree_[1] : kPosInf; }
+
+ private:
+  std::vector<int64_t> tree_;
+  size_t size_ = 0;
+  size_t cap_ = 0;
+};
+
 struct DeviceState {
   int64_t max_ts = kNegInf;
   int64_t dwm = kNegInf;  // data watermark: max_ts - max_out_of_orderness
@@ -188,9 +221,8 @@ class PipelineOperator {
   void EncodeKey(const Reading& r);
   bool PassesWhere(const Reading& r) const;
 
-  // Watermark bookkeeping: the minimum over eligible (seen and online)
-  // devices, kept incrementally; `min_count_` devices sit at the minimum and
-  // a full scan happens only when the last of them moves.
+  // Watermark bookkeeping: the minimum of wm_d over eligible (seen and
+  // online) devices, kept in a MinTree, O(log devices) per change.
   void RaiseDeviceWm(int32_t di, int64_t new_wm);
   void SetEligible(int32_t di, bool eligible);
   void RecomputePipelineWatermark();
@@ -252,9 +284,7 @@ class PipelineOperator {
   uint64_t emit_seq_ = 0;
   int64_t wm_p_ = kNegInf;
   bool wm_p_raised_ = false;
-  int64_t min_wm_ = kPosInf;  // over eligible devices
-  int64_t min_count_ = 0;
-  bool min_stale_ = false;
+  MinTree eligible_wm_;  // wm_d of eligible devices, kPosInf for the others
   int64_t min_idle_deadline_ = kNegInf;
   int64_t min_key_deadline_ = kPosInf;  // group keys: min next_deadline over keys
   bool exhaustive_ = false;
@@ -364,6 +394,7 @@ int32_t PipelineOperator::FindOrAddDevice(std::string_view name) {
   if (id >= 0) return id;
   id = device_index_.Insert(name);
   devices_.emplace_back();
+  eligible_wm_.Add(kPosInf);
   // Scratch lists hold at most one entry per device: size them now, not mid-step.
   touched_devices_.reserve(devices_.size());
   idle_list_.reserve(devices_.size());
@@ -456,45 +487,28 @@ bool PipelineOperator::PassesWhere(const Reading& r) const {
 void PipelineOperator::RaiseDeviceWm(int32_t di, int64_t new_wm) {
   DeviceState& d = devices_[static_cast<size_t>(di)];
   if (new_wm <= d.wm) return;
-  if (d.seen && d.online && !min_stale_ && d.wm == min_wm_ && --min_count_ == 0) min_stale_ = true;
+  if (d.seen && d.online) eligible_wm_.Set(di, new_wm);
   d.wm = new_wm;
   d.changed = true;
   touched_devices_.push_back(di);
 }
 
 void PipelineOperator::SetEligible(int32_t di, bool eligible) {
-  const DeviceState& d = devices_[static_cast<size_t>(di)];
-  if (min_stale_) return;
-  if (eligible) {
-    if (d.wm < min_wm_) {
-      min_wm_ = d.wm;
-      min_count_ = 1;
-    } else if (d.wm == min_wm_) {
-      ++min_count_;
-    }
-  } else if (d.wm == min_wm_ && --min_count_ == 0) {
-    min_stale_ = true;
-  }
+  eligible_wm_.Set(di, eligible ? devices_[static_cast<size_t>(di)].wm : kPosInf);
 }
 
 void PipelineOperator::RecomputePipelineWatermark() {
-  if (min_stale_) {
-    min_wm_ = kPosInf;
-    min_count_ = 0;
+  int64_t min_wm = eligible_wm_.Min();
+  if (exhaustive_) {
+    min_wm = kPosInf;
     for (const DeviceState& d : devices_) {
-      if (!d.seen || !d.online) continue;
-      if (d.wm < min_wm_) {
-        min_wm_ = d.wm;
-        min_count_ = 1;
-      } else if (d.wm == min_wm_) {
-        ++min_count_;
-      }
+      if (d.seen && d.online) min_wm = std::min(min_wm, d.wm);
     }
-    min_stale_ = false;
   }
-  counters_.min_watermark = min_count_ > 0 ? min_wm_ : wm_p_;
-  if (min_count_ > 0 && min_wm_ > wm_p_) {
-    wm_p_ = min_wm_;
+  // kPosInf: no eligible device, and wm_p stays as it is.
+  counters_.min_watermark = min_wm < kPosInf ? min_wm : wm_p_;
+  if (min_wm < kPosInf && min_wm > wm_p_) {
+    wm_p_ = min_wm;
     wm_p_raised_ = true;
   }
 }
@@ -629,7 +643,6 @@ void PipelineOperator::AddCandidate(int32_t ki) {
 }
 
 bool PipelineOperator::EndStep(EngineOutput* out) {
-  if (exhaustive_) min_stale_ = true;
   RecomputePipelineWatermark();
   bool scanned = false;
   // Keys whose watermark rose far enough for something to be due.
@@ -1427,7 +1440,10 @@ void PipelineOperator::RebuildAfterRestore() {
     d.changed = false;
     d.idle = false;
   }
-  min_stale_ = true;
+  for (int32_t di = 0; di < static_cast<int32_t>(devices_.size()); ++di) {
+    const DeviceState& d = devices_[static_cast<size_t>(di)];
+    eligible_wm_.Set(di, d.seen && d.online ? d.wm : kPosInf);
+  }
   min_idle_deadline_ = kNegInf;  // next time advance finds idle devices again
   RecomputePipelineWatermark();
   EvictOverflow();
