@@ -142,7 +142,7 @@ namespace {
 // every step, over several random fleets.
 TEST(Bookkeeping, IncrementalMatchesExhaustive) {
   Config c = FleetConfig();
-  for (uint64_t seed : {1, 2, 3, 4, 5}) {
+  for (uint64_t seed = 1; seed <= 8; ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     int devices = 3 + static_cast<int>(seed * 5);
     std::vector<FleetEvent> events = MakeFleet(seed, devices, 15000);
@@ -155,8 +155,10 @@ TEST(Bookkeeping, IncrementalMatchesExhaustive) {
     a->Drain(&fast);
     b->Drain(&slow);
     ASSERT_GT(fast.lines.size(), 100u);
+    for (size_t i = 0; i < std::min(fast.lines.size(), slow.lines.size()); ++i) {
+      ASSERT_EQ(fast.lines[i], slow.lines[i]) << i;
+    }
     ASSERT_EQ(fast.lines.size(), slow.lines.size());
-    for (size_t i = 0; i < fast.lines.size(); ++i) ASSERT_EQ(fast.lines[i], slow.lines[i]) << i;
   }
 }
 

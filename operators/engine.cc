@@ -118,8 +118,17 @@ struct DeviceState {
   int64_t last_arrival = 0;
   bool online = true;
   bool seen = false;  // sent this pipeline a reading (counts for wm_p)
-  bool idle = false;  // idle as of the last time-advance step
-  bool in_idle_list = false;
+  bool idle = false;  // silent past its timeout (5.2) as of the last time-advance step
+  bool in_idle_list = false;  // exhaustive mode only
+  // While idle, wm_d is raised lazily: wm_d = max(wm, now - lag - ooo) (see
+  // EffectiveWm). Group pipelines: `ramping` once now - lag - ooo >= wm, so
+  // the device's term in wm_p is now - lag - ooo.
+  bool ramping = false;
+  uint32_t idle_epoch = 0;  // tells stale wake-ups apart
+  uint64_t touch_mark = 0;  // step stamp: already in touched_devices_
+  int8_t queue = -1;        // arrival queue: 0 online, 1 offline, -1 none
+  int32_t q_prev = -1;
+  int32_t q_next = -1;
   bool has_offset = false;
   int64_t clock_offset = 0;
   bool changed = false;
@@ -210,8 +219,13 @@ class PipelineOperator {
  private:
   bool is_session() const { return window_.type == WindowType::kSession; }
   int64_t FireTime(const Window& w) const { return is_session() ? w.end + window_.gap_ms : w.end; }
+  int64_t IdleCost(const DeviceState& d) const { return d.lag + et_.max_out_of_orderness_ms; }
+  // wm_d as DESIGN 5.2 has it in this step, raised by idleness.
+  int64_t EffectiveWm(const DeviceState& d) const {
+    return d.idle ? std::max(d.wm, now_ - IdleCost(d)) : d.wm;
+  }
   int64_t KeyWatermark(const KeyState& k) const {
-    return k.device >= 0 ? devices_[static_cast<size_t>(k.device)].wm : wm_p_;
+    return k.device >= 0 ? EffectiveWm(devices_[static_cast<size_t>(k.device)]) : wm_p_;
   }
 
   void BeginStep(int64_t now, bool advance);
@@ -224,9 +238,24 @@ class PipelineOperator {
   // Watermark bookkeeping: the minimum of wm_d over eligible (seen and
   // online) devices, kept in a MinTree, O(log devices) per change.
   void RaiseDeviceWm(int32_t di, int64_t new_wm);
+  // Its keys are checked at the end of the step (and, idle, its wake-up re-armed).
+  void Touch(int32_t di);
   void SetEligible(int32_t di, bool eligible);
   void RecomputePipelineWatermark();
   void NoteArrival(int32_t di);
+
+  // Idleness without a per-step cost per idle device: devices with a lag sit
+  // in two queues ordered by last arrival (online: idle_timeout, offline:
+  // max_hold), so the ones falling idle are at the front. Idle devices are
+  // then woken only when it matters: device keys when one of their keys
+  // falls due, group pipelines when the device's term starts ramping.
+  void QueueRemove(int32_t di);
+  void QueuePush(int32_t di);
+  void EnterIdle(int32_t di);
+  void LeaveIdle(int32_t di);
+  void StartRamping(int32_t di);
+  void PushWake(int32_t di);
+  void AdvanceExhaustive();
 
   int32_t AcquireWindow(int32_t key);
   void ReleaseWindow(int32_t wi);
@@ -284,8 +313,20 @@ class PipelineOperator {
   uint64_t emit_seq_ = 0;
   int64_t wm_p_ = kNegInf;
   bool wm_p_raised_ = false;
-  MinTree eligible_wm_;  // wm_d of eligible devices, kPosInf for the others
-  int64_t min_idle_deadline_ = kNegInf;
+  MinTree eligible_wm_;  // wm_d of eligible devices, kPosInf for the others and ramping ones
+  MinTree ramp_neg_cost_;  // -(lag + ooo) of ramping eligible devices, kPosInf for the others
+  struct Queue {
+    int32_t head = -1;
+    int32_t tail = -1;
+  };
+  Queue queues_[2];
+  struct Wake {
+    int64_t at;
+    int32_t device;
+    uint32_t epoch;
+    bool operator>(const Wake& o) const { return at > o.at; }
+  };
+  std::vector<Wake> wakes_;  // min-heap
   int64_t min_key_deadline_ = kPosInf;  // group keys: min next_deadline over keys
   bool exhaustive_ = false;
   SpillStore* spill_ = nullptr;
@@ -395,6 +436,7 @@ int32_t PipelineOperator::FindOrAddDevice(std::string_view name) {
   id = device_index_.Insert(name);
   devices_.emplace_back();
   eligible_wm_.Add(kPosInf);
+  ramp_neg_cost_.Add(kPosInf);
   // Scratch lists hold at most one entry per device: size them now, not mid-step.
   touched_devices_.reserve(devices_.size());
   idle_list_.reserve(devices_.size());
@@ -490,6 +532,13 @@ void PipelineOperator::RaiseDeviceWm(int32_t di, int64_t new_wm) {
   if (d.seen && d.online) eligible_wm_.Set(di, new_wm);
   d.wm = new_wm;
   d.changed = true;
+  Touch(di);
+}
+
+void PipelineOperator::Touch(int32_t di) {
+  DeviceState& d = devices_[static_cast<size_t>(di)];
+  if (d.touch_mark == step_) return;
+  d.touch_mark = step_;
   touched_devices_.push_back(di);
 }
 
@@ -499,6 +548,8 @@ void PipelineOperator::SetEligible(int32_t di, bool eligible) {
 
 void PipelineOperator::RecomputePipelineWatermark() {
   int64_t min_wm = eligible_wm_.Min();
+  int64_t neg_cost = ramp_neg_cost_.Min();
+  if (neg_cost < kPosInf) min_wm = std::min(min_wm, now_ + neg_cost);
   if (exhaustive_) {
     min_wm = kPosInf;
     for (const DeviceState& d : devices_) {
@@ -519,9 +570,90 @@ void PipelineOperator::NoteArrival(int32_t di) {
   d.idle = false;
   d.changed = true;
   if (d.has_lag) {
-    int64_t deadline = now_ + (d.online ? et_.idle_timeout_ms : et_.max_hold_ms);
-    min_idle_deadline_ = std::min(min_idle_deadline_, deadline);
+    QueueRemove(di);
+    QueuePush(di);
   }
+}
+
+void PipelineOperator::QueueRemove(int32_t di) {
+  DeviceState& d = devices_[static_cast<size_t>(di)];
+  if (d.queue < 0) return;
+  Queue& q = queues_[d.queue];
+  if (d.q_prev >= 0) {
+    devices_[static_cast<size_t>(d.q_prev)].q_next = d.q_next;
+  } else {
+    q.head = d.q_next;
+  }
+  if (d.q_next >= 0) {
+    devices_[static_cast<size_t>(d.q_next)].q_prev = d.q_prev;
+  } else {
+    q.tail = d.q_prev;
+  }
+  d.queue = -1;
+  d.q_prev = d.q_next = -1;
+}
+
+void PipelineOperator::QueuePush(int32_t di) {
+  // REQUIRES: not queued, and last_arrival >= that of every queued device.
+  DeviceState& d = devices_[static_cast<size_t>(di)];
+  d.queue = d.online ? 0 : 1;
+  Queue& q = queues_[d.queue];
+  d.q_prev = q.tail;
+  d.q_next = -1;
+  if (q.tail >= 0) {
+    devices_[static_cast<size_t>(q.tail)].q_next = di;
+  } else {
+    q.head = di;
+  }
+  q.tail = di;
+}
+
+void PipelineOperator::EnterIdle(int32_t di) {
+  DeviceState& d = devices_[static_cast<size_t>(di)];
+  d.idle = true;
+  ++d.idle_epoch;
+  int64_t cost = IdleCost(d);
+  if (key_has_device_) {
+    RaiseDeviceWm(di, now_ - cost);
+    Touch(di);  // EndStep checks its keys and arms the next wake-up
+  } else if (now_ - cost >= d.wm) {
+    StartRamping(di);
+  } else {
+    wakes_.push_back({d.wm + cost, di, d.idle_epoch});
+    std::push_heap(wakes_.begin(), wakes_.end(), std::greater<Wake>());
+  }
+}
+
+void PipelineOperator::StartRamping(int32_t di) {
+  DeviceState& d = devices_[static_cast<size_t>(di)];
+  d.ramping = true;
+  if (d.seen && d.online) {
+    eligible_wm_.Set(di, kPosInf);
+    ramp_neg_cost_.Set(di, -IdleCost(d));
+  }
+}
+
+void PipelineOperator::LeaveIdle(int32_t di) {
+  DeviceState& d = devices_[static_cast<size_t>(di)];
+  if (!d.idle) return;
+  int64_t wm = EffectiveWm(d);
+  if (d.ramping) {
+    d.ramping = false;
+    ramp_neg_cost_.Set(di, kPosInf);
+    if (d.seen && d.online) eligible_wm_.Set(di, d.wm);
+  }
+  d.idle = false;
+  RaiseDeviceWm(di, wm);
+}
+
+void PipelineOperator::PushWake(int32_t di) {
+  const DeviceState& d = devices_[static_cast<size_t>(di)];
+  if (!d.idle) return;
+  int64_t due = kPosInf;
+  for (int32_t ki : d.keys) due = std::min(due, keys_[static_cast<size_t>(ki)].next_deadline);
+  if (due >= kPosInf) return;
+  wakes_.push_back({due + IdleCost(d), di, d.idle_epoch});
+  std::push_heap(wakes_.begin(), wakes_.end(), std::greater<Wake>());
 }
 
 // ------------------------------------------------------------------ steps
@@ -538,21 +670,50 @@ void PipelineOperator::BeginStep(int64_t now, bool advance) {
 
 bool PipelineOperator::Advance(int64_t now, EngineOutput* out) {
   BeginStep(now, /*advance=*/true);
-  if (now_ >= min_idle_deadline_ || exhaustive_) {
-    // Find devices that have become idle; the rest give the next deadline.
-    min_idle_deadline_ = kPosInf;
-    for (int32_t di = 0; di < static_cast<int32_t>(devices_.size()); ++di) {
-      DeviceState& d = devices_[static_cast<size_t>(di)];
-      if (!d.has_lag || d.idle) continue;
-      int64_t deadline = d.last_arrival + (d.online ? et_.idle_timeout_ms : et_.max_hold_ms);
-      if (now_ >= deadline) {
-        d.idle = true;
-        if (!d.in_idle_list) {
-          d.in_idle_list = true;
-          idle_list_.push_back(di);
-        }
-      } else {
-        min_idle_deadline_ = std::min(min_idle_deadline_, deadline);
+  if (exhaustive_) {
+    AdvanceExhaustive();
+  } else {
+    for (int q = 0; q < 2; ++q) {
+      int64_t timeout = q == 0 ? et_.idle_timeout_ms : et_.max_hold_ms;
+      while (queues_[q].head >= 0 &&
+             now_ - devices_[static_cast<size_t>(queues_[q].head)].last_arrival >= timeout) {
+        int32_t di = queues_[q].head;
+        QueueRemove(di);
+        EnterIdle(di);
+      }
+    }
+    while (!wakes_.empty() && wakes_.front().at <= now_) {
+      Wake w = wakes_.front();
+      std::pop_heap(wakes_.begin(), wakes_.end(), std::greater<Wake>());
+      wakes_.pop_back();
+      DeviceState& d = devices_[static_cast<size_t>(w.device)];
+      if (!d.idle || d.idle_epoch != w.epoch) continue;  // it has spoken since
+      if (key_has_device_) {
+        RaiseDeviceWm(w.device, now_ - IdleCost(d));
+        Touch(w.device);
+      } else if (!d.ramping) {
+        StartRamping(w.device);
+      }
+    }
+  }
+  bool changed = !touched_devices_.empty();
+  changed |= EndStep(out);
+  advance_ = false;
+  return changed;
+}
+
+// The plain reading of 5.2, for tests: every step, scan every device and
+// raise every idle one.
+void PipelineOperator::AdvanceExhaustive() {
+  for (int32_t di = 0; di < static_cast<int32_t>(devices_.size()); ++di) {
+    DeviceState& d = devices_[static_cast<size_t>(di)];
+    if (!d.has_lag || d.idle) continue;
+    int64_t deadline = d.last_arrival + (d.online ? et_.idle_timeout_ms : et_.max_hold_ms);
+    if (now_ >= deadline) {
+      d.idle = true;
+      if (!d.in_idle_list) {
+        d.in_idle_list = true;
+        idle_list_.push_back(di);
       }
     }
   }
@@ -564,19 +725,16 @@ bool PipelineOperator::Advance(int64_t now, EngineOutput* out) {
       continue;
     }
     idle_list_[kept++] = di;
-    RaiseDeviceWm(di, now_ - d.lag - et_.max_out_of_orderness_ms);
+    RaiseDeviceWm(di, now_ - IdleCost(d));
   }
   idle_list_.resize(kept);
-  bool changed = !touched_devices_.empty();
-  changed |= EndStep(out);
-  advance_ = false;
-  return changed;
 }
 
 void PipelineOperator::OnStatus(std::string_view device, bool online, int64_t now,
                                 EngineOutput* out) {
   BeginStep(now, /*advance=*/false);
   int32_t di = FindOrAddDevice(device);
+  LeaveIdle(di);
   DeviceState& d = devices_[static_cast<size_t>(di)];
   bool was = d.seen && d.online;
   d.online = online;
@@ -590,6 +748,7 @@ void PipelineOperator::OnReading(const Reading& r, int64_t now, EngineOutput* ou
   ++counters_.readings;
   ++arrival_seq_;
   int32_t di = FindOrAddDevice(r.device);
+  LeaveIdle(di);  // its wm as this line's time advance left it
   DeviceState* d = &devices_[static_cast<size_t>(di)];
   if (r.has_sent_at) {
     d->clock_offset = now_ - r.sent_at_ms;
@@ -612,7 +771,7 @@ void PipelineOperator::OnReading(const Reading& r, int64_t now, EngineOutput* ou
   int64_t new_wm = std::max(d->wm, d->dwm);
   if (!was_eligible) {
     d->wm = new_wm;
-    touched_devices_.push_back(di);
+    Touch(di);
     SetEligible(di, true);
   } else {
     RaiseDeviceWm(di, new_wm);
@@ -651,8 +810,9 @@ bool PipelineOperator::EndStep(EngineOutput* out) {
   } else if (key_has_device_) {
     for (int32_t di : touched_devices_) {
       const DeviceState& d = devices_[static_cast<size_t>(di)];
+      int64_t wm = EffectiveWm(d);
       for (int32_t ki : d.keys) {
-        if (keys_[static_cast<size_t>(ki)].next_deadline <= d.wm) AddCandidate(ki);
+        if (keys_[static_cast<size_t>(ki)].next_deadline <= wm) AddCandidate(ki);
       }
     }
   } else if (wm_p_ >= min_key_deadline_) {
@@ -725,6 +885,11 @@ bool PipelineOperator::EndStep(EngineOutput* out) {
     }
   }
   changed |= held_before != windows_.size() - free_windows_.size();
+  if (key_has_device_ && !exhaustive_) {
+    // Idle devices whose keys moved on: wake them when the next one is due.
+    for (int32_t di : touched_devices_) PushWake(di);
+    for (int32_t ki : candidates_) PushWake(keys_[static_cast<size_t>(ki)].device);
+  }
   EvictOverflow();
   counters_.open_windows = static_cast<int64_t>(windows_.size() - free_windows_.size());
   counters_.keys = lru_size_;
@@ -1218,7 +1383,7 @@ void PipelineOperator::EncodeDevice(int32_t di, std::string* blob) const {
   enc.U8(kBlobVersion);
   enc.I64(d.max_ts);
   enc.I64(d.dwm);
-  enc.I64(d.wm);
+  enc.I64(EffectiveWm(d));
   enc.I64(d.lag);
   enc.U8(d.has_lag);
   enc.I64(d.last_arrival);
@@ -1436,15 +1601,25 @@ void PipelineOperator::RebuildAfterRestore() {
     min_key_deadline_ = std::min(min_key_deadline_, k.next_deadline);
     k.changed = false;
   }
-  for (DeviceState& d : devices_) {
-    d.changed = false;
-    d.idle = false;
-  }
+  // Idle devices are found again at the next time advance: rebuild the
+  // arrival queues in arrival order.
+  std::vector<int32_t> order;
   for (int32_t di = 0; di < static_cast<int32_t>(devices_.size()); ++di) {
-    const DeviceState& d = devices_[static_cast<size_t>(di)];
+    DeviceState& d = devices_[static_cast<size_t>(di)];
+    d.changed = false;
+    d.idle = d.ramping = false;
+    d.queue = -1;
+    d.q_prev = d.q_next = -1;
     eligible_wm_.Set(di, d.seen && d.online ? d.wm : kPosInf);
+    ramp_neg_cost_.Set(di, kPosInf);
+    if (d.has_lag) order.push_back(di);
   }
-  min_idle_deadline_ = kNegInf;  // next time advance finds idle devices again
+  std::stable_sort(order.begin(), order.end(), [this](int32_t a, int32_t b) {
+    return devices_[static_cast<size_t>(a)].last_arrival < devices_[static_cast<size_t>(b)].last_arrival;
+  });
+  queues_[0] = queues_[1] = Queue{};
+  for (int32_t di : order) QueuePush(di);
+  wakes_.clear();
   RecomputePipelineWatermark();
   EvictOverflow();
   counters_.keys = lru_size_;
