@@ -16,6 +16,7 @@
 #include "core/text.h"
 #include "operators/aggregates.h"
 #include "operators/engine.h"
+#include "operators/engine_internal.h"
 #include "operators/quantile_sketch.h"
 #include "operators/state_codec.h"
 
@@ -75,6 +76,39 @@ class NameIndex {
   std::vector<size_t> hashes_;
 };
 
+// Minimum over a growing array of values, O(log n) per update (a segment
+// tree over leaves [n, 2n) of `tree_`). Capacity doubles as values are added.
+class MinTree {
+ public:
+  void Add(int64_t v) {
+    if (size_ == cap_) {
+      size_t cap = cap_ ? cap_ * 2 : 64;
+      std::vector<int64_t> t(2 * cap, kPosInf);
+      for (size_t i = 0; i < size_; ++i) t[cap + i] = tree_[cap_ + i];
+      for (size_t i = cap - 1; i >= 1; --i) t[i] = std::min(t[2 * i], t[2 * i + 1]);
+      tree_.swap(t);
+      cap_ = cap;
+    }
+    ++size_;
+    Set(static_cast<int32_t>(size_ - 1), v);
+  }
+  void Set(int32_t index, int64_t v) {
+    size_t i = cap_ + static_cast<size_t>(index);
+    tree_[i] = v;
+    for (i /= 2; i >= 1; i /= 2) {
+      int64_t m = std::min(tree_[2 * i], tree_[2 * i + 1]);
+      if (tree_[i] == m) break;  // nothing above changes
+      tree_[i] = m;
+    }
+  }
+  int64_t Min() const { return cap_ ? tree_[1] : kPosInf; }
+
+ private:
+  std::vector<int64_t> tree_;
+  size_t size_ = 0;
+  size_t cap_ = 0;
+};
+
 struct DeviceState {
   int64_t max_ts = kNegInf;
   int64_t dwm = kNegInf;  // data watermark: max_ts - max_out_of_orderness
@@ -84,8 +118,17 @@ struct DeviceState {
   int64_t last_arrival = 0;
   bool online = true;
   bool seen = false;  // sent this pipeline a reading (counts for wm_p)
-  bool idle = false;  // idle as of the last time-advance step
-  bool in_idle_list = false;
+  bool idle = false;  // silent past its timeout (5.2) as of the last time-advance step
+  bool in_idle_list = false;  // exhaustive mode only
+  // While idle, wm_d is raised lazily: wm_d = max(wm, now - lag - ooo) (see
+  // EffectiveWm). Group pipelines: `ramping` once now - lag - ooo >= wm, so
+  // the device's term in wm_p is now - lag - ooo.
+  bool ramping = false;
+  uint32_t idle_epoch = 0;  // tells stale wake-ups apart
+  uint64_t touch_mark = 0;  // step stamp: already in touched_devices_
+  int8_t queue = -1;        // arrival queue: 0 online, 1 offline, -1 none
+  int32_t q_prev = -1;
+  int32_t q_next = -1;
   bool has_offset = false;
   int64_t clock_offset = 0;
   bool changed = false;
@@ -118,6 +161,10 @@ struct KeyState {
   uint64_t mark = 0;                // step stamp: already a candidate in this step
   bool changed = false;
   bool persisted = false;
+  bool spilled = false;  // windows live in the SpillStore; next_deadline stays exact
+  bool linked = false;   // in the LRU list of keys holding windows in memory
+  int32_t lru_prev = -1;
+  int32_t lru_next = -1;
 };
 
 // Where a key part comes from.
@@ -157,6 +204,9 @@ struct Emission {
 class PipelineOperator {
  public:
   PipelineOperator(const Config& config, int index, int64_t generation);
+  // Tests: recompute everything every step instead of incrementally.
+  void set_exhaustive(bool on) { exhaustive_ = on; }
+  void set_spill(SpillStore* store) { spill_ = store; }
 
   bool Advance(int64_t now, EngineOutput* out);
   void OnStatus(std::string_view device, bool online, int64_t now, EngineOutput* out);
@@ -169,8 +219,13 @@ class PipelineOperator {
  private:
   bool is_session() const { return window_.type == WindowType::kSession; }
   int64_t FireTime(const Window& w) const { return is_session() ? w.end + window_.gap_ms : w.end; }
+  int64_t IdleCost(const DeviceState& d) const { return d.lag + et_.max_out_of_orderness_ms; }
+  // wm_d as DESIGN 5.2 has it in this step, raised by idleness.
+  int64_t EffectiveWm(const DeviceState& d) const {
+    return d.idle ? std::max(d.wm, now_ - IdleCost(d)) : d.wm;
+  }
   int64_t KeyWatermark(const KeyState& k) const {
-    return k.device >= 0 ? devices_[static_cast<size_t>(k.device)].wm : wm_p_;
+    return k.device >= 0 ? EffectiveWm(devices_[static_cast<size_t>(k.device)]) : wm_p_;
   }
 
   void BeginStep(int64_t now, bool advance);
@@ -180,13 +235,27 @@ class PipelineOperator {
   void EncodeKey(const Reading& r);
   bool PassesWhere(const Reading& r) const;
 
-  // Watermark bookkeeping: the minimum over eligible (seen and online)
-  // devices, kept incrementally; `min_count_` devices sit at the minimum and
-  // a full scan happens only when the last of them moves.
+  // Watermark bookkeeping: the minimum of wm_d over eligible (seen and
+  // online) devices, kept in a MinTree, O(log devices) per change.
   void RaiseDeviceWm(int32_t di, int64_t new_wm);
+  // Its keys are checked at the end of the step (and, idle, its wake-up re-armed).
+  void Touch(int32_t di);
   void SetEligible(int32_t di, bool eligible);
   void RecomputePipelineWatermark();
   void NoteArrival(int32_t di);
+
+  // Idleness without a per-step cost per idle device: devices with a lag sit
+  // in two queues ordered by last arrival (online: idle_timeout, offline:
+  // max_hold), so the ones falling idle are at the front. Idle devices are
+  // then woken only when it matters: device keys when one of their keys
+  // falls due, group pipelines when the device's term starts ramping.
+  void QueueRemove(int32_t di);
+  void QueuePush(int32_t di);
+  void EnterIdle(int32_t di);
+  void LeaveIdle(int32_t di);
+  void StartRamping(int32_t di);
+  void PushWake(int32_t di);
+  void AdvanceExhaustive();
 
   int32_t AcquireWindow(int32_t key);
   void ReleaseWindow(int32_t wi);
@@ -210,7 +279,15 @@ class PipelineOperator {
   void EncodeDevice(int32_t di, std::string* blob) const;
   void EncodeKeyState(int32_t ki, std::string* blob) const;
   Status DecodeDevice(std::string_view id, std::string_view blob);
-  Status DecodeKeyState(std::string_view blob);
+  Status DecodeKeyState(std::string_view blob, bool from_spill);
+
+  // limits.max_keys: keys holding windows form an LRU list; beyond the limit
+  // the least recently active ones without dirty windows are spilled.
+  void LruLink(int32_t ki);
+  void LruUnlink(int32_t ki);
+  void EnsureLoaded(int32_t ki);
+  void Evict(int32_t ki);
+  void EvictOverflow();
   Status DecodePipeline(std::string_view blob);
   void RebuildAfterRestore();
 
@@ -236,12 +313,28 @@ class PipelineOperator {
   uint64_t emit_seq_ = 0;
   int64_t wm_p_ = kNegInf;
   bool wm_p_raised_ = false;
-  int64_t min_wm_ = kPosInf;  // over eligible devices
-  int64_t min_count_ = 0;
-  bool min_stale_ = false;
-  int64_t min_idle_deadline_ = kNegInf;
+  MinTree eligible_wm_;  // wm_d of eligible devices, kPosInf for the others and ramping ones
+  MinTree ramp_neg_cost_;  // -(lag + ooo) of ramping eligible devices, kPosInf for the others
+  struct Queue {
+    int32_t head = -1;
+    int32_t tail = -1;
+  };
+  Queue queues_[2];
+  struct Wake {
+    int64_t at;
+    int32_t device;
+    uint32_t epoch;
+    bool operator>(const Wake& o) const { return at > o.at; }
+  };
+  std::vector<Wake> wakes_;  // min-heap
   int64_t min_key_deadline_ = kPosInf;  // group keys: min next_deadline over keys
-  bool pipeline_changed_ = true;
+  bool exhaustive_ = false;
+  SpillStore* spill_ = nullptr;
+  int64_t max_keys_ = 0;
+  int32_t lru_head_ = -1;
+  int32_t lru_tail_ = -1;
+  int64_t lru_size_ = 0;
+  std::string spill_blob_;
 
   NameIndex device_index_;
   std::vector<DeviceState> devices_;
@@ -281,6 +374,7 @@ PipelineOperator::PipelineOperator(const Config& config, int index, int64_t gene
   window_ = p.window;
   if (window_.type == WindowType::kTumbling) window_.hop_ms = window_.size_ms;
   et_ = p.event_time;
+  max_keys_ = p.max_keys;
   for (const std::string& k : p.key) {
     key_names_.push_back(k);
     if (k == "device") {
@@ -341,6 +435,11 @@ int32_t PipelineOperator::FindOrAddDevice(std::string_view name) {
   if (id >= 0) return id;
   id = device_index_.Insert(name);
   devices_.emplace_back();
+  eligible_wm_.Add(kPosInf);
+  ramp_neg_cost_.Add(kPosInf);
+  // Scratch lists hold at most one entry per device: size them now, not mid-step.
+  touched_devices_.reserve(devices_.size());
+  idle_list_.reserve(devices_.size());
   return id;
 }
 
@@ -389,7 +488,7 @@ int32_t PipelineOperator::FindOrAddKey(std::string_view enc, int32_t device) {
     k.device = device;
     devices_[static_cast<size_t>(device)].keys.push_back(id);
   }
-  counters_.keys = key_index_.size();
+  candidates_.reserve(keys_.size());
   return id;
 }
 
@@ -430,47 +529,38 @@ bool PipelineOperator::PassesWhere(const Reading& r) const {
 void PipelineOperator::RaiseDeviceWm(int32_t di, int64_t new_wm) {
   DeviceState& d = devices_[static_cast<size_t>(di)];
   if (new_wm <= d.wm) return;
-  if (d.seen && d.online && !min_stale_ && d.wm == min_wm_ && --min_count_ == 0) min_stale_ = true;
+  if (d.seen && d.online) eligible_wm_.Set(di, new_wm);
   d.wm = new_wm;
   d.changed = true;
+  Touch(di);
+}
+
+void PipelineOperator::Touch(int32_t di) {
+  DeviceState& d = devices_[static_cast<size_t>(di)];
+  if (d.touch_mark == step_) return;
+  d.touch_mark = step_;
   touched_devices_.push_back(di);
 }
 
 void PipelineOperator::SetEligible(int32_t di, bool eligible) {
-  const DeviceState& d = devices_[static_cast<size_t>(di)];
-  if (min_stale_) return;
-  if (eligible) {
-    if (d.wm < min_wm_) {
-      min_wm_ = d.wm;
-      min_count_ = 1;
-    } else if (d.wm == min_wm_) {
-      ++min_count_;
-    }
-  } else if (d.wm == min_wm_ && --min_count_ == 0) {
-    min_stale_ = true;
-  }
+  eligible_wm_.Set(di, eligible ? devices_[static_cast<size_t>(di)].wm : kPosInf);
 }
 
 void PipelineOperator::RecomputePipelineWatermark() {
-  if (min_stale_) {
-    min_wm_ = kPosInf;
-    min_count_ = 0;
+  int64_t min_wm = eligible_wm_.Min();
+  int64_t neg_cost = ramp_neg_cost_.Min();
+  if (neg_cost < kPosInf) min_wm = std::min(min_wm, now_ + neg_cost);
+  if (exhaustive_) {
+    min_wm = kPosInf;
     for (const DeviceState& d : devices_) {
-      if (!d.seen || !d.online) continue;
-      if (d.wm < min_wm_) {
-        min_wm_ = d.wm;
-        min_count_ = 1;
-      } else if (d.wm == min_wm_) {
-        ++min_count_;
-      }
+      if (d.seen && d.online) min_wm = std::min(min_wm, d.wm);
     }
-    min_stale_ = false;
   }
-  counters_.min_watermark = min_count_ > 0 ? min_wm_ : wm_p_;
-  if (min_count_ > 0 && min_wm_ > wm_p_) {
-    wm_p_ = min_wm_;
+  // kPosInf: no eligible device, and wm_p stays as it is.
+  counters_.min_watermark = min_wm < kPosInf ? min_wm : wm_p_;
+  if (min_wm < kPosInf && min_wm > wm_p_) {
+    wm_p_ = min_wm;
     wm_p_raised_ = true;
-    pipeline_changed_ = true;
   }
 }
 
@@ -480,9 +570,90 @@ void PipelineOperator::NoteArrival(int32_t di) {
   d.idle = false;
   d.changed = true;
   if (d.has_lag) {
-    int64_t deadline = now_ + (d.online ? et_.idle_timeout_ms : et_.max_hold_ms);
-    min_idle_deadline_ = std::min(min_idle_deadline_, deadline);
+    QueueRemove(di);
+    QueuePush(di);
   }
+}
+
+void PipelineOperator::QueueRemove(int32_t di) {
+  DeviceState& d = devices_[static_cast<size_t>(di)];
+  if (d.queue < 0) return;
+  Queue& q = queues_[d.queue];
+  if (d.q_prev >= 0) {
+    devices_[static_cast<size_t>(d.q_prev)].q_next = d.q_next;
+  } else {
+    q.head = d.q_next;
+  }
+  if (d.q_next >= 0) {
+    devices_[static_cast<size_t>(d.q_next)].q_prev = d.q_prev;
+  } else {
+    q.tail = d.q_prev;
+  }
+  d.queue = -1;
+  d.q_prev = d.q_next = -1;
+}
+
+void PipelineOperator::QueuePush(int32_t di) {
+  // REQUIRES: not queued, and last_arrival >= that of every queued device.
+  DeviceState& d = devices_[static_cast<size_t>(di)];
+  d.queue = d.online ? 0 : 1;
+  Queue& q = queues_[d.queue];
+  d.q_prev = q.tail;
+  d.q_next = -1;
+  if (q.tail >= 0) {
+    devices_[static_cast<size_t>(q.tail)].q_next = di;
+  } else {
+    q.head = di;
+  }
+  q.tail = di;
+}
+
+void PipelineOperator::EnterIdle(int32_t di) {
+  DeviceState& d = devices_[static_cast<size_t>(di)];
+  d.idle = true;
+  ++d.idle_epoch;
+  int64_t cost = IdleCost(d);
+  if (key_has_device_) {
+    RaiseDeviceWm(di, now_ - cost);
+    Touch(di);  // EndStep checks its keys and arms the next wake-up
+  } else if (now_ - cost >= d.wm) {
+    StartRamping(di);
+  } else {
+    wakes_.push_back({d.wm + cost, di, d.idle_epoch});
+    std::push_heap(wakes_.begin(), wakes_.end(), std::greater<Wake>());
+  }
+}
+
+void PipelineOperator::StartRamping(int32_t di) {
+  DeviceState& d = devices_[static_cast<size_t>(di)];
+  d.ramping = true;
+  if (d.seen && d.online) {
+    eligible_wm_.Set(di, kPosInf);
+    ramp_neg_cost_.Set(di, -IdleCost(d));
+  }
+}
+
+void PipelineOperator::LeaveIdle(int32_t di) {
+  DeviceState& d = devices_[static_cast<size_t>(di)];
+  if (!d.idle) return;
+  int64_t wm = EffectiveWm(d);
+  if (d.ramping) {
+    d.ramping = false;
+    ramp_neg_cost_.Set(di, kPosInf);
+    if (d.seen && d.online) eligible_wm_.Set(di, d.wm);
+  }
+  d.idle = false;
+  RaiseDeviceWm(di, wm);
+}
+
+void PipelineOperator::PushWake(int32_t di) {
+  const DeviceState& d = devices_[static_cast<size_t>(di)];
+  if (!d.idle) return;
+  int64_t due = kPosInf;
+  for (int32_t ki : d.keys) due = std::min(due, keys_[static_cast<size_t>(ki)].next_deadline);
+  if (due >= kPosInf) return;
+  wakes_.push_back({due + IdleCost(d), di, d.idle_epoch});
+  std::push_heap(wakes_.begin(), wakes_.end(), std::greater<Wake>());
 }
 
 // ------------------------------------------------------------------ steps
@@ -499,21 +670,50 @@ void PipelineOperator::BeginStep(int64_t now, bool advance) {
 
 bool PipelineOperator::Advance(int64_t now, EngineOutput* out) {
   BeginStep(now, /*advance=*/true);
-  if (now_ >= min_idle_deadline_) {
-    // Find devices that have become idle; the rest give the next deadline.
-    min_idle_deadline_ = kPosInf;
-    for (int32_t di = 0; di < static_cast<int32_t>(devices_.size()); ++di) {
-      DeviceState& d = devices_[static_cast<size_t>(di)];
-      if (!d.has_lag || d.idle) continue;
-      int64_t deadline = d.last_arrival + (d.online ? et_.idle_timeout_ms : et_.max_hold_ms);
-      if (now_ >= deadline) {
-        d.idle = true;
-        if (!d.in_idle_list) {
-          d.in_idle_list = true;
-          idle_list_.push_back(di);
-        }
-      } else {
-        min_idle_deadline_ = std::min(min_idle_deadline_, deadline);
+  if (exhaustive_) {
+    AdvanceExhaustive();
+  } else {
+    for (int q = 0; q < 2; ++q) {
+      int64_t timeout = q == 0 ? et_.idle_timeout_ms : et_.max_hold_ms;
+      while (queues_[q].head >= 0 &&
+             now_ - devices_[static_cast<size_t>(queues_[q].head)].last_arrival >= timeout) {
+        int32_t di = queues_[q].head;
+        QueueRemove(di);
+        EnterIdle(di);
+      }
+    }
+    while (!wakes_.empty() && wakes_.front().at <= now_) {
+      Wake w = wakes_.front();
+      std::pop_heap(wakes_.begin(), wakes_.end(), std::greater<Wake>());
+      wakes_.pop_back();
+      DeviceState& d = devices_[static_cast<size_t>(w.device)];
+      if (!d.idle || d.idle_epoch != w.epoch) continue;  // it has spoken since
+      if (key_has_device_) {
+        RaiseDeviceWm(w.device, now_ - IdleCost(d));
+        Touch(w.device);
+      } else if (!d.ramping) {
+        StartRamping(w.device);
+      }
+    }
+  }
+  bool changed = !touched_devices_.empty();
+  changed |= EndStep(out);
+  advance_ = false;
+  return changed;
+}
+
+// The plain reading of 5.2, for tests: every step, scan every device and
+// raise every idle one.
+void PipelineOperator::AdvanceExhaustive() {
+  for (int32_t di = 0; di < static_cast<int32_t>(devices_.size()); ++di) {
+    DeviceState& d = devices_[static_cast<size_t>(di)];
+    if (!d.has_lag || d.idle) continue;
+    int64_t deadline = d.last_arrival + (d.online ? et_.idle_timeout_ms : et_.max_hold_ms);
+    if (now_ >= deadline) {
+      d.idle = true;
+      if (!d.in_idle_list) {
+        d.in_idle_list = true;
+        idle_list_.push_back(di);
       }
     }
   }
@@ -525,19 +725,16 @@ bool PipelineOperator::Advance(int64_t now, EngineOutput* out) {
       continue;
     }
     idle_list_[kept++] = di;
-    RaiseDeviceWm(di, now_ - d.lag - et_.max_out_of_orderness_ms);
+    RaiseDeviceWm(di, now_ - IdleCost(d));
   }
   idle_list_.resize(kept);
-  bool changed = !touched_devices_.empty();
-  changed |= EndStep(out);
-  advance_ = false;
-  return changed;
 }
 
 void PipelineOperator::OnStatus(std::string_view device, bool online, int64_t now,
                                 EngineOutput* out) {
   BeginStep(now, /*advance=*/false);
   int32_t di = FindOrAddDevice(device);
+  LeaveIdle(di);
   DeviceState& d = devices_[static_cast<size_t>(di)];
   bool was = d.seen && d.online;
   d.online = online;
@@ -551,6 +748,7 @@ void PipelineOperator::OnReading(const Reading& r, int64_t now, EngineOutput* ou
   ++counters_.readings;
   ++arrival_seq_;
   int32_t di = FindOrAddDevice(r.device);
+  LeaveIdle(di);  // its wm as this line's time advance left it
   DeviceState* d = &devices_[static_cast<size_t>(di)];
   if (r.has_sent_at) {
     d->clock_offset = now_ - r.sent_at_ms;
@@ -573,7 +771,7 @@ void PipelineOperator::OnReading(const Reading& r, int64_t now, EngineOutput* ou
   int64_t new_wm = std::max(d->wm, d->dwm);
   if (!was_eligible) {
     d->wm = new_wm;
-    touched_devices_.push_back(di);
+    Touch(di);
     SetEligible(di, true);
   } else {
     RaiseDeviceWm(di, new_wm);
@@ -585,10 +783,12 @@ void PipelineOperator::OnReading(const Reading& r, int64_t now, EngineOutput* ou
   } else {
     EncodeKey(r);
     int32_t ki = FindOrAddKey(key_buf_, di);
+    EnsureLoaded(ki);
     int64_t key_wm = key_has_device_ ? dev_wm_before : wm_p_before;
     bool dropped = is_session() ? AddToSessions(ki, r, ts, di, key_wm)
                                 : AddToTimeWindows(ki, r, ts, di, key_wm);
     keys_[static_cast<size_t>(ki)].changed = true;
+    if (!keys_[static_cast<size_t>(ki)].windows.empty()) LruLink(ki);
     if (dropped && et_.late == LatePolicy::kSide && out) out->OnLateSide(index_, r, ts);
   }
   EndStep(out);
@@ -605,11 +805,14 @@ bool PipelineOperator::EndStep(EngineOutput* out) {
   RecomputePipelineWatermark();
   bool scanned = false;
   // Keys whose watermark rose far enough for something to be due.
-  if (key_has_device_) {
+  if (exhaustive_) {
+    for (int32_t ki = 0; ki < static_cast<int32_t>(keys_.size()); ++ki) AddCandidate(ki);
+  } else if (key_has_device_) {
     for (int32_t di : touched_devices_) {
       const DeviceState& d = devices_[static_cast<size_t>(di)];
+      int64_t wm = EffectiveWm(d);
       for (int32_t ki : d.keys) {
-        if (keys_[static_cast<size_t>(ki)].next_deadline <= d.wm) AddCandidate(ki);
+        if (keys_[static_cast<size_t>(ki)].next_deadline <= wm) AddCandidate(ki);
       }
     }
   } else if (wm_p_ >= min_key_deadline_) {
@@ -618,7 +821,10 @@ bool PipelineOperator::EndStep(EngineOutput* out) {
       if (keys_[static_cast<size_t>(ki)].next_deadline <= wm_p_) AddCandidate(ki);
     }
   }
-  for (int32_t ki : candidates_) CollectDue(ki);
+  for (int32_t ki : candidates_) {
+    EnsureLoaded(ki);
+    CollectDue(ki);
+  }
 
   // Dirty windows (5.4): due once late_emit_delay has passed since they
   // became dirty and one dirty device's data (or idleness) is past the end.
@@ -666,6 +872,7 @@ bool PipelineOperator::EndStep(EngineOutput* out) {
   for (int32_t ki : candidates_) {
     KeyState& k = keys_[static_cast<size_t>(ki)];
     Purge(ki, KeyWatermark(k));
+    if (k.windows.empty()) LruUnlink(ki);
   }
   if (!key_has_device_) {
     if (scanned) {
@@ -678,7 +885,14 @@ bool PipelineOperator::EndStep(EngineOutput* out) {
     }
   }
   changed |= held_before != windows_.size() - free_windows_.size();
+  if (key_has_device_ && !exhaustive_) {
+    // Idle devices whose keys moved on: wake them when the next one is due.
+    for (int32_t di : touched_devices_) PushWake(di);
+    for (int32_t ki : candidates_) PushWake(keys_[static_cast<size_t>(ki)].device);
+  }
+  EvictOverflow();
   counters_.open_windows = static_cast<int64_t>(windows_.size() - free_windows_.size());
+  counters_.keys = lru_size_;
   return changed;
 }
 
@@ -784,15 +998,24 @@ void PipelineOperator::EmitOne(const Emission& e, EngineOutput* out) {
 // ---------------------------------------------------------------- windows
 
 int32_t PipelineOperator::AcquireWindow(int32_t key) {
-  int32_t wi;
-  if (!free_windows_.empty()) {
-    wi = free_windows_.back();
-    free_windows_.pop_back();
-  } else {
-    wi = static_cast<int32_t>(windows_.size());
-    windows_.emplace_back();
-    windows_.back().aggs.resize(aggs_.size());
+  if (free_windows_.empty()) {
+    // Grow the pool by doubling, so a working set that creeps up causes a
+    // handful of allocations, not one per new window.
+    size_t grow = std::max<size_t>(16, windows_.size());
+    windows_.reserve(windows_.size() + grow);
+    free_windows_.reserve(windows_.size() + grow);
+    for (size_t i = 0; i < grow; ++i) {
+      windows_.emplace_back();
+      Window& w = windows_.back();
+      w.aggs.resize(aggs_.size());
+      w.dirty_devices.reserve(4);
+      w.retractions.reserve(2);
+      free_windows_.push_back(static_cast<int32_t>(windows_.size() - 1));
+    }
+    std::reverse(free_windows_.begin(), free_windows_.end());
   }
+  int32_t wi = free_windows_.back();
+  free_windows_.pop_back();
   Window& w = windows_[static_cast<size_t>(wi)];
   w.start = w.end = w.count = 0;
   w.rev = -1;
@@ -806,16 +1029,20 @@ int32_t PipelineOperator::AcquireWindow(int32_t key) {
   for (size_t i = 0; i < aggs_.size(); ++i) {
     w.aggs[i] = AggSlot{};
     if (aggs_[i].kind == AggregateKind::kQuantile) {
-      int32_t si;
-      if (!free_sketches_.empty()) {
-        si = free_sketches_.back();
-        free_sketches_.pop_back();
-      } else {
-        si = static_cast<int32_t>(sketches_.size());
-        sketches_.emplace_back();
+      if (free_sketches_.empty()) {
+        size_t grow = std::max<size_t>(16, sketches_.size());
+        sketches_.reserve(sketches_.size() + grow);
+        free_sketches_.reserve(sketches_.size() + grow);
+        for (size_t j = 0; j < grow; ++j) {
+          sketches_.emplace_back();
+          sketches_.back().Reserve(64);
+          free_sketches_.push_back(static_cast<int32_t>(sketches_.size() - 1));
+        }
       }
+      int32_t si = free_sketches_.back();
+      free_sketches_.pop_back();
       sketches_[static_cast<size_t>(si)].Clear();
-      windows_[static_cast<size_t>(wi)].aggs[i].sketch = si;
+      w.aggs[i].sketch = si;
     }
   }
   return wi;
@@ -1038,10 +1265,90 @@ bool PipelineOperator::AddToSessions(int32_t ki, const Reading& r, int64_t ts, i
   return false;
 }
 
+// ------------------------------------------------------------------ spill
+
+void PipelineOperator::LruLink(int32_t ki) {
+  KeyState& k = keys_[static_cast<size_t>(ki)];
+  if (k.linked) {
+    if (lru_head_ == ki) return;
+    LruUnlink(ki);
+  }
+  k.linked = true;
+  k.lru_prev = -1;
+  k.lru_next = lru_head_;
+  if (lru_head_ >= 0) keys_[static_cast<size_t>(lru_head_)].lru_prev = ki;
+  lru_head_ = ki;
+  if (lru_tail_ < 0) lru_tail_ = ki;
+  ++lru_size_;
+}
+
+void PipelineOperator::LruUnlink(int32_t ki) {
+  KeyState& k = keys_[static_cast<size_t>(ki)];
+  if (!k.linked) return;
+  if (k.lru_prev >= 0) {
+    keys_[static_cast<size_t>(k.lru_prev)].lru_next = k.lru_next;
+  } else {
+    lru_head_ = k.lru_next;
+  }
+  if (k.lru_next >= 0) {
+    keys_[static_cast<size_t>(k.lru_next)].lru_prev = k.lru_prev;
+  } else {
+    lru_tail_ = k.lru_prev;
+  }
+  k.linked = false;
+  k.lru_prev = k.lru_next = -1;
+  --lru_size_;
+}
+
+void PipelineOperator::EnsureLoaded(int32_t ki) {
+  KeyState& k = keys_[static_cast<size_t>(ki)];
+  if (!k.spilled) return;
+  k.spilled = false;
+  --counters_.spilled_keys;
+  spill_blob_.clear();
+  if (spill_->Get(storage_id_, k.id_part, &spill_blob_)) {
+    // A blob this engine wrote; a failing one leaves the key empty.
+    (void)DecodeKeyState(spill_blob_, /*from_spill=*/true);
+    spill_->Erase(storage_id_, k.id_part);
+  }
+  if (!keys_[static_cast<size_t>(ki)].windows.empty()) LruLink(ki);
+}
+
+void PipelineOperator::Evict(int32_t ki) {
+  KeyState& k = keys_[static_cast<size_t>(ki)];
+  RecomputeDeadline(k);  // exact, so the key is read back only when something is due
+  spill_blob_.clear();
+  EncodeKeyState(ki, &spill_blob_);
+  spill_->Put(storage_id_, k.id_part, spill_blob_);
+  for (int32_t wi : k.windows) ReleaseWindow(wi);
+  k.windows.clear();
+  k.spilled = true;
+  LruUnlink(ki);
+  ++counters_.spilled_keys;
+}
+
+void PipelineOperator::EvictOverflow() {
+  if (!spill_ || max_keys_ <= 0) return;
+  int64_t attempts = lru_size_;
+  while (lru_size_ > max_keys_ && attempts-- > 0) {
+    int32_t ki = lru_tail_;
+    bool dirty = false;
+    for (int32_t wi : keys_[static_cast<size_t>(ki)].windows) {
+      dirty |= windows_[static_cast<size_t>(wi)].dirty;
+    }
+    if (dirty) {
+      LruLink(ki);  // pending revisions stay in memory; try the next one
+      continue;
+    }
+    Evict(ki);
+  }
+}
+
 // ------------------------------------------------------------------ drain
 
 void PipelineOperator::Drain(EngineOutput* out) {
   BeginStep(now_, /*advance=*/false);
+  for (int32_t ki = 0; ki < static_cast<int32_t>(keys_.size()); ++ki) EnsureLoaded(ki);
   for (int32_t ki = 0; ki < static_cast<int32_t>(keys_.size()); ++ki) {
     KeyState& k = keys_[static_cast<size_t>(ki)];
     for (int32_t wi : k.windows) {
@@ -1060,7 +1367,9 @@ void PipelineOperator::Drain(EngineOutput* out) {
     for (int32_t wi : k.windows) ReleaseWindow(wi);
     k.windows.clear();
     k.next_deadline = kPosInf;
+    LruUnlink(ki);
   }
+  counters_.keys = 0;
   dirty_.clear();
   min_key_deadline_ = kPosInf;
   counters_.open_windows = 0;
@@ -1074,7 +1383,7 @@ void PipelineOperator::EncodeDevice(int32_t di, std::string* blob) const {
   enc.U8(kBlobVersion);
   enc.I64(d.max_ts);
   enc.I64(d.dwm);
-  enc.I64(d.wm);
+  enc.I64(EffectiveWm(d));
   enc.I64(d.lag);
   enc.U8(d.has_lag);
   enc.I64(d.last_arrival);
@@ -1135,7 +1444,7 @@ void PipelineOperator::EncodeKeyState(int32_t ki, std::string* blob) const {
   }
 }
 
-Status PipelineOperator::DecodeKeyState(std::string_view blob) {
+Status PipelineOperator::DecodeKeyState(std::string_view blob, bool from_spill) {
   StateDecoder dec(blob);
   if (dec.U8() != kBlobVersion) return DataLoss("key state: unknown version");
   int64_t nvalues = dec.Count(1024);
@@ -1156,7 +1465,7 @@ Status PipelineOperator::DecodeKeyState(std::string_view blob) {
   int32_t di = key_has_device_ ? FindOrAddDevice(device) : -1;
   std::string enc_key = key_buf_;
   int32_t ki = FindOrAddKey(enc_key, di);
-  keys_[static_cast<size_t>(ki)].persisted = true;
+  if (!from_spill) keys_[static_cast<size_t>(ki)].persisted = true;
   int64_t nwin = dec.Count(1 << 20);
   for (int64_t j = 0; j < nwin && dec.ok(); ++j) {
     int32_t wi = AcquireWindow(ki);
@@ -1187,6 +1496,10 @@ Status PipelineOperator::DecodeKeyState(std::string_view blob) {
       AggDecode(&dec, &w2.aggs[i]);
       w2.aggs[i].sketch = sketch;
       if (sketch >= 0 && !sketches_[static_cast<size_t>(sketch)].Decode(&dec)) break;
+    }
+    if (w2.dirty) {
+      w2.in_dirty_list = true;
+      dirty_.push_back(wi);
     }
     InsertSorted(keys_[static_cast<size_t>(ki)], wi);
   }
@@ -1229,7 +1542,6 @@ void PipelineOperator::CollectChanges(StateWriter* writer) {
     enc.I64(counters_.results);
     enc.I64(counters_.retractions);
     writer->Put(storage_id_, 'p', "", blob);
-    pipeline_changed_ = false;
   }
   for (int32_t di = 0; di < static_cast<int32_t>(devices_.size()); ++di) {
     DeviceState& d = devices_[static_cast<size_t>(di)];
@@ -1243,6 +1555,15 @@ void PipelineOperator::CollectChanges(StateWriter* writer) {
     KeyState& k = keys_[static_cast<size_t>(ki)];
     if (!k.changed) continue;
     k.changed = false;
+    if (k.spilled) {
+      // Its current state is the spill row: copy it into the checkpoint.
+      blob.clear();
+      if (spill_->Get(storage_id_, k.id_part, &blob)) {
+        writer->Put(storage_id_, 'k', k.id_part, blob);
+        k.persisted = true;
+      }
+      continue;
+    }
     if (k.windows.empty()) {
       // Purged: nothing left worth restoring.
       if (k.persisted) writer->Erase(storage_id_, 'k', k.id_part);
@@ -1262,7 +1583,7 @@ Status PipelineOperator::Restore(StateReader* reader) {
         switch (kind) {
           case 'p': return DecodePipeline(blob);
           case 'd': return DecodeDevice(id, blob);
-          case 'k': return DecodeKeyState(blob);
+          case 'k': return DecodeKeyState(blob, /*from_spill=*/false);
           default: return DataLoss("unknown state row kind");
         }
       });
@@ -1272,30 +1593,37 @@ Status PipelineOperator::Restore(StateReader* reader) {
 }
 
 void PipelineOperator::RebuildAfterRestore() {
-  dirty_.clear();
   min_key_deadline_ = kPosInf;
-  for (KeyState& k : keys_) {
-    for (int32_t wi : k.windows) {
-      Window& w = windows_[static_cast<size_t>(wi)];
-      if (w.dirty) {
-        w.in_dirty_list = true;
-        dirty_.push_back(wi);
-      }
-    }
+  for (int32_t ki = 0; ki < static_cast<int32_t>(keys_.size()); ++ki) {
+    KeyState& k = keys_[static_cast<size_t>(ki)];
+    if (!k.windows.empty()) LruLink(ki);
     RecomputeDeadline(k);
     min_key_deadline_ = std::min(min_key_deadline_, k.next_deadline);
     k.changed = false;
   }
-  for (DeviceState& d : devices_) {
+  // Idle devices are found again at the next time advance: rebuild the
+  // arrival queues in arrival order.
+  std::vector<int32_t> order;
+  for (int32_t di = 0; di < static_cast<int32_t>(devices_.size()); ++di) {
+    DeviceState& d = devices_[static_cast<size_t>(di)];
     d.changed = false;
-    d.idle = false;
+    d.idle = d.ramping = false;
+    d.queue = -1;
+    d.q_prev = d.q_next = -1;
+    eligible_wm_.Set(di, d.seen && d.online ? d.wm : kPosInf);
+    ramp_neg_cost_.Set(di, kPosInf);
+    if (d.has_lag) order.push_back(di);
   }
-  min_stale_ = true;
-  min_idle_deadline_ = kNegInf;  // next time advance finds idle devices again
+  std::stable_sort(order.begin(), order.end(), [this](int32_t a, int32_t b) {
+    return devices_[static_cast<size_t>(a)].last_arrival < devices_[static_cast<size_t>(b)].last_arrival;
+  });
+  queues_[0] = queues_[1] = Queue{};
+  for (int32_t di : order) QueuePush(di);
+  wakes_.clear();
   RecomputePipelineWatermark();
-  counters_.keys = key_index_.size();
+  EvictOverflow();
+  counters_.keys = lru_size_;
   counters_.open_windows = static_cast<int64_t>(windows_.size() - free_windows_.size());
-  pipeline_changed_ = false;
 }
 
 // ----------------------------------------------------------------- engine
@@ -1326,6 +1654,9 @@ class EngineImpl : public Engine {
     for (auto& p : pipelines_) RETURN_IF_ERROR(p->Restore(reader));
     return Status::Ok();
   }
+  void SetSpillStore(SpillStore* store) override {
+    for (auto& p : pipelines_) p->set_spill(store);
+  }
   const PipelineCounters& counters(int pipeline_index) const override {
     return pipelines_[static_cast<size_t>(pipeline_index)]->counters();
   }
@@ -1338,6 +1669,12 @@ class EngineImpl : public Engine {
 
 Result<std::unique_ptr<Engine>> Engine::Create(const Config& config,
                                                 const std::vector<int64_t>& generations) {
+  return CreateEngine(config, generations, /*exhaustive=*/false);
+}
+
+Result<std::unique_ptr<Engine>> CreateEngine(const Config& config,
+                                             const std::vector<int64_t>& generations,
+                                             bool exhaustive) {
   if (!generations.empty() && generations.size() != config.pipelines.size()) {
     return InvalidArgument("one generation per pipeline expected");
   }
@@ -1366,6 +1703,7 @@ Result<std::unique_ptr<Engine>> Engine::Create(const Config& config,
     }
     int64_t g = generations.empty() ? 0 : generations[i];
     ops.push_back(std::make_unique<PipelineOperator>(config, static_cast<int>(i), g));
+    ops.back()->set_exhaustive(exhaustive);
   }
   return std::unique_ptr<Engine>(std::make_unique<EngineImpl>(std::move(ops)));
 }

@@ -40,6 +40,11 @@ class QuantileSketch {
   double Quantile(double q) const;
   uint64_t count() const { return count_; }
   void Clear();
+  // Room for `buckets` per sign up front (pools preallocate with it).
+  void Reserve(size_t buckets) {
+    positive_.counts.reserve(buckets);
+    negative_.counts.reserve(buckets);
+  }
 
   void Encode(StateEncoder* enc) const;
   bool Decode(StateDecoder* dec);
