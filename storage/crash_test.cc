@@ -62,9 +62,9 @@ std::vector<int64_t> ReadReports(int fd, size_t want, std::chrono::seconds deadl
   for (int64_t i = 1;; ++i) {
     CommitBatch b;
     for (int k = 0; k < kRowsPerBatch; ++k) {
-      b.outbox.push_back(storage_test::MakeResult(
-          "gw/p/b" + std::to_string(i) + "/" + std::to_string(k), 0, i, i + 1,
-          std::string(200 + 50 * k, 'x')));
+      b.outbox.push_back(
+          storage_test::MakeResult("gw/p/b" + std::to_string(i) + "/" + std::to_string(k), 0, i,
+                                   i + 1, std::string(200 + 50 * k, 'x')));
     }
     BatchStateWriter w(&b);
     w.Put("p", 'p', "", std::to_string(i));

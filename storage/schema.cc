@@ -81,8 +81,8 @@ Status PrepareSchema(Db* db) {
   if (*version > kStoreSchemaVersion) {
     return fail(FailedPrecondition(
         "open: " + db->path() + " has schema version " + std::to_string(*version) +
-        ", written by a newer weir (this one knows up to " +
-        std::to_string(kStoreSchemaVersion) + "); hint: upgrade weir or use another file"));
+        ", written by a newer weir (this one knows up to " + std::to_string(kStoreSchemaVersion) +
+        "); hint: upgrade weir or use another file"));
   }
   for (int64_t v = *version; v < kStoreSchemaVersion; ++v) {
     Status st = db->Exec(kMigrations[v], "open: migrate schema");

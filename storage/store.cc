@@ -13,9 +13,9 @@
 #include <thread>
 
 #include "core/text.h"
-#include "storage/store_internal.h"
 #include "storage/schema.h"
 #include "storage/sqlite_util.h"
+#include "storage/store_internal.h"
 
 namespace weir {
 
@@ -24,8 +24,8 @@ using storage_internal::Stmt;
 
 bool CommitBatch::empty() const {
   return outbox.empty() && state.empty() && state_cleared.empty() && dedup.empty() &&
-         journal.empty() && checkpoint_seq < 0 && pipelines.empty() &&
-         pipelines_removed.empty() && !config && counters.empty();
+         journal.empty() && checkpoint_seq < 0 && pipelines.empty() && pipelines_removed.empty() &&
+         !config && counters.empty();
 }
 
 void BatchStateWriter::Put(std::string_view pipeline_id, char kind, std::string_view id,
@@ -94,16 +94,15 @@ Status ConfigureWriter(Db* db, SyncMode sync, const StoreLimits& limits) {
                               "); hint: put storage.path on a local file system");
   }
   mode->Reset();
-  RETURN_IF_ERROR(db->Exec(sync == SyncMode::kFull ? "PRAGMA synchronous = FULL"
-                                                   : "PRAGMA synchronous = NORMAL",
-                           "open: set synchronous"));
+  RETURN_IF_ERROR(db->Exec(
+      sync == SyncMode::kFull ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+      "open: set synchronous"));
   if (limits.hard_pages > 0) {
-    std::string sql = "PRAGMA max_page_count = " + std::to_string(limits.hard_pages) +
-                      "; PRAGMA journal_size_limit = " +
-                      std::to_string(limits.wal_reserve_bytes) +
-                      "; PRAGMA wal_autocheckpoint = " +
-                      std::to_string(std::max<int64_t>(limits.wal_reserve_bytes /
-                                                           limits.page_size / 2, 8));
+    std::string sql =
+        "PRAGMA max_page_count = " + std::to_string(limits.hard_pages) +
+        "; PRAGMA journal_size_limit = " + std::to_string(limits.wal_reserve_bytes) +
+        "; PRAGMA wal_autocheckpoint = " +
+        std::to_string(std::max<int64_t>(limits.wal_reserve_bytes / limits.page_size / 2, 8));
     RETURN_IF_ERROR(db->Exec(sql.c_str(), "open: set size limits"));
   }
   return Status::Ok();
@@ -190,8 +189,7 @@ class SqliteStore final : public Store {
   Status ApplyBatch(const CommitBatch& b, CommitResult* r, Committed* c);
   Status MakeRoomTransaction(int64_t target_pages, Committed* c, int64_t* dropped);
   // best_effort: running out of results to drop is not an error.
-  Status DropOldest(int64_t target_pages, Committed* c, int64_t* dropped,
-                    bool best_effort = false);
+  Status DropOldest(int64_t target_pages, Committed* c, int64_t* dropped, bool best_effort = false);
   Status RecordLoss(const LossRange& range, Committed* c);
   DeleteResult RunDeletes(const std::vector<OutboxKey>& keys);
   Result<int64_t> UsedPages();
@@ -232,8 +230,8 @@ class SqliteStore final : public Store {
 Status SqliteStore::Init() {
   RETURN_IF_ERROR(Prepare(&begin_, "BEGIN IMMEDIATE"));
   RETURN_IF_ERROR(Prepare(&commit_, "COMMIT"));
-  RETURN_IF_ERROR(Prepare(&ins_journal_,
-                          "INSERT INTO journal(arrival_ms, topic, payload) VALUES(?, ?, ?)"));
+  RETURN_IF_ERROR(
+      Prepare(&ins_journal_, "INSERT INTO journal(arrival_ms, topic, payload) VALUES(?, ?, ?)"));
   RETURN_IF_ERROR(Prepare(&trim_journal_, "DELETE FROM journal WHERE seq <= ?"));
   RETURN_IF_ERROR(Prepare(&set_meta_, "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)"));
   RETURN_IF_ERROR(Prepare(
@@ -241,8 +239,7 @@ Status SqliteStore::Init() {
   RETURN_IF_ERROR(
       Prepare(&del_state_, "DELETE FROM state WHERE pipeline = ? AND kind = ? AND id = ?"));
   RETURN_IF_ERROR(Prepare(&clear_state_, "DELETE FROM state WHERE pipeline = ?"));
-  RETURN_IF_ERROR(
-      Prepare(&put_dedup_, "INSERT OR REPLACE INTO dedup(device, blob) VALUES(?, ?)"));
+  RETURN_IF_ERROR(Prepare(&put_dedup_, "INSERT OR REPLACE INTO dedup(device, blob) VALUES(?, ?)"));
   RETURN_IF_ERROR(Prepare(&put_pipeline_,
                           "INSERT OR REPLACE INTO pipelines(name, generation, fingerprint, "
                           "definition, updated_ms) VALUES(?, ?, ?, ?, ?)"));
@@ -278,9 +275,10 @@ Status SqliteStore::Init() {
   RETURN_IF_ERROR(Prepare(&newest_, "SELECT max(pos) FROM outbox"));
 
   // Load what the worker keeps in memory.
-  auto meta = db_->Prepare("SELECT key, value FROM meta WHERE key IN ('checkpoint', "
-                           "'lost_total', 'loss.pos', 'loss.first', 'loss.last', 'loss.lost', "
-                           "'loss.from', 'loss.to')");
+  auto meta = db_->Prepare(
+      "SELECT key, value FROM meta WHERE key IN ('checkpoint', "
+      "'lost_total', 'loss.pos', 'loss.first', 'loss.last', 'loss.lost', "
+      "'loss.from', 'loss.to')");
   if (!meta.ok()) return meta.status();
   int rc;
   while ((rc = meta->Step()) == SQLITE_ROW) {
@@ -353,7 +351,8 @@ Status SqliteStore::Flush() {
   Item item;
   item.type = Item::kFlush;
   item.flushed = &p;
-  if (!Enqueue(std::move(item))) return Status(StatusCode::kCancelled, "flush: the store is closed");
+  if (!Enqueue(std::move(item)))
+    return Status(StatusCode::kCancelled, "flush: the store is closed");
   return f.get();
 }
 
@@ -451,9 +450,9 @@ void SqliteStore::RunCommit(CommitBatch&& batch, const CommitCallback& done) {
       r.dropped += dropped;
     }
   }
-  int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(
-                   std::chrono::steady_clock::now() - t0)
-                   .count();
+  int64_t us =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   if (st.ok()) {
     committed_ = c;
     r.checkpoint_seq = c.checkpoint;
@@ -731,9 +730,9 @@ DeleteResult SqliteStore::RunDeletes(const std::vector<OutboxKey>& keys) {
     return db_->Run(commit_, "delete delivered: commit");
   };
   r.status = run();
-  int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(
-                   std::chrono::steady_clock::now() - t0)
-                   .count();
+  int64_t us =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   if (r.status.ok()) {
     committed_ = c;
   } else {
@@ -787,8 +786,8 @@ void SqliteStore::PublishStats(bool full, int64_t commit_us, bool failed) {
   if (full) {
     stats_.full = true;
   } else if (!failed) {
-    stats_.full = limits_.hard_pages > 0 && options_.on_full == OnFull::kBlock &&
-                  stats_.full && used > limits_.soft_pages;
+    stats_.full = limits_.hard_pages > 0 && options_.on_full == OnFull::kBlock && stats_.full &&
+                  used > limits_.soft_pages;
   }
   if (commit_us > 0 || failed) {
     stats_.commits += 1;
@@ -802,8 +801,7 @@ void SqliteStore::PublishStats(bool full, int64_t commit_us, bool failed) {
 
 Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   using namespace storage_internal;
-  auto db = Db::Open(options.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                       SQLITE_OPEN_NOMUTEX,
+  auto db = Db::Open(options.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                      options.busy_timeout_ms);
   if (!db.ok()) return db.status();
   // WAL first, so the schema transaction already goes through the WAL.

@@ -59,7 +59,7 @@ struct OutboxEntry {
   std::string pipeline;  // bare name: the uplink topic's {pipeline}
   int64_t window_start = 0;
   int64_t window_end = 0;
-  std::string payload;  // the JSON text published upstream
+  std::string payload;     // the JSON text published upstream
   int64_t created_ms = 0;  // processing time of the step that emitted it
 };
 
@@ -112,9 +112,9 @@ struct CommitBatch {
   // With `journal` rows: the first `journal_processed` of them are processed
   // (the checkpoint moves to the last of their seqs, assigned here).
   int64_t journal_processed = 0;
-  std::vector<PipelineRecord> pipelines;       // upserted by name
-  std::vector<std::string> pipelines_removed;  // names
-  std::optional<ConfigRecord> config;          // appended to the config history
+  std::vector<PipelineRecord> pipelines;                  // upserted by name
+  std::vector<std::string> pipelines_removed;             // names
+  std::optional<ConfigRecord> config;                     // appended to the config history
   std::vector<std::pair<std::string, int64_t>> counters;  // runtime counters, stored as is
 
   bool empty() const;
@@ -139,7 +139,7 @@ struct CommitResult {
   std::vector<int64_t> outbox_positions;
   std::vector<int64_t> journal_seqs;  // parallel to batch.journal
   int64_t checkpoint_seq = 0;         // after this commit
-  int64_t dropped = 0;  // results dropped by on_full drop_oldest during this commit
+  int64_t dropped = 0;                // results dropped by on_full drop_oldest during this commit
   // On failure the batch comes back untouched so the caller can retry it;
   // nothing was written (the outbox was not trimmed).
   CommitBatch batch;
@@ -155,19 +155,19 @@ using DeleteCallback = std::function<void(const DeleteResult&)>;
 // Gauges for metrics and status, as of the last finished transaction.
 struct StoreStats {
   int64_t outbox_rows = 0;
-  int64_t outbox_bytes = 0;          // sum of payload sizes
-  int64_t oldest_enqueued_ms = 0;    // 0 when the outbox is empty
+  int64_t outbox_bytes = 0;        // sum of payload sizes
+  int64_t oldest_enqueued_ms = 0;  // 0 when the outbox is empty
   int64_t oldest_pos = 0;
   int64_t newest_pos = 0;
   int64_t checkpoint_seq = 0;
-  int64_t lost_total = 0;            // results dropped by drop_oldest, ever
-  int64_t used_bytes = 0;            // pages in use (not free) x page size
-  int64_t file_bytes = 0;            // database file + WAL on disk
-  int64_t limit_bytes = 0;           // where on_full starts; 0 = unbounded
-  bool full = false;                 // on_full block is holding batches back
-  int64_t commits = 0;               // transactions finished (commits and deletes)
+  int64_t lost_total = 0;   // results dropped by drop_oldest, ever
+  int64_t used_bytes = 0;   // pages in use (not free) x page size
+  int64_t file_bytes = 0;   // database file + WAL on disk
+  int64_t limit_bytes = 0;  // where on_full starts; 0 = unbounded
+  bool full = false;        // on_full block is holding batches back
+  int64_t commits = 0;      // transactions finished (commits and deletes)
   int64_t failed_commits = 0;
-  int64_t last_commit_us = 0;        // duration of the last transaction
+  int64_t last_commit_us = 0;  // duration of the last transaction
 };
 
 // Appends raw messages to the journal from the MQTT callback thread.
@@ -216,10 +216,10 @@ struct StoreStatus {
   int64_t oldest_age_ms = 0;       // now - oldest_enqueued_ms
   int64_t loss_records = 0;        // pending loss records
   int64_t lost_total = 0;
-  int64_t journal_rows = 0;        // not yet covered by a checkpoint
+  int64_t journal_rows = 0;  // not yet covered by a checkpoint
   int64_t journal_bytes = 0;
   int64_t checkpoint_seq = 0;
-  int64_t file_bytes = 0;          // database + WAL
+  int64_t file_bytes = 0;  // database + WAL
   std::vector<PipelineStatus> pipelines;
   std::optional<ConfigRecord> config;
   std::vector<std::pair<std::string, int64_t>> counters;
@@ -239,11 +239,11 @@ class StoreReader : public StateReader {
   // Journal rows with seq > after_seq, in seq order.
   Status ForEachJournal(int64_t after_seq, const std::function<Status(const Message&)>& fn);
   // StateReader: every state row of the pipeline, ordered by kind then id.
-  Status ForEach(std::string_view pipeline_id,
-                 const std::function<Status(char, std::string_view, std::string_view)>& fn)
-      override;
-  Status ForEachDedup(const std::function<Status(std::string_view device,
-                                                 std::string_view blob)>& fn);
+  Status ForEach(
+      std::string_view pipeline_id,
+      const std::function<Status(char, std::string_view, std::string_view)>& fn) override;
+  Status ForEachDedup(
+      const std::function<Status(std::string_view device, std::string_view blob)>& fn);
   Result<std::vector<PipelineRecord>> Pipelines();  // ordered by name
   Result<std::optional<ConfigRecord>> LastConfig();
 

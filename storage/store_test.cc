@@ -138,8 +138,8 @@ TEST(StoreCommit, OneBatchWritesEverythingTogether) {
   ASSERT_TRUE(reader
                   ->ForEach("climate",
                             [&](char kind, std::string_view id, std::string_view blob) {
-                              seen.push_back(std::string(1, kind) + ":" + std::string(id) +
-                                             "=" + std::string(blob));
+                              seen.push_back(std::string(1, kind) + ":" + std::string(id) + "=" +
+                                             std::string(blob));
                               return Status::Ok();
                             })
                   .ok());
@@ -175,8 +175,7 @@ TEST(StoreCommit, OneBatchWritesEverythingTogether) {
   EXPECT_EQ((*config)->applied_ms, 7);
   auto status = reader->ReadStatus(1700000005000);
   ASSERT_TRUE(status.ok());
-  EXPECT_EQ(status->counters,
-            (std::vector<std::pair<std::string, int64_t>>{{"readings", 42}}));
+  EXPECT_EQ(status->counters, (std::vector<std::pair<std::string, int64_t>>{{"readings", 42}}));
   EXPECT_EQ(status->oldest_age_ms, 5000);
 
   // A changed definition: generation 1, the old state cleared, the config history grows.
@@ -235,9 +234,9 @@ TEST(StoreOutbox, EnqueueIsIdempotentAndDeleteNeedsTheRev) {
   ASSERT_TRUE(DeleteAndWait(store.get(), {{2, 1}, {3, 2}}).status.ok());
   CommitBatch c;
   c.outbox.push_back(MakeResult("gw-01/climate/d1/60000", 0, 60000, 120000));
-  EXPECT_EQ(CommitAndWait(store.get(), std::move(c)).outbox_positions,
-            (std::vector<int64_t>{4}));
-  EXPECT_EQ(store->stats().outbox_bytes, static_cast<int64_t>(AllRows(reader.get())[0].payload.size()));
+  EXPECT_EQ(CommitAndWait(store.get(), std::move(c)).outbox_positions, (std::vector<int64_t>{4}));
+  EXPECT_EQ(store->stats().outbox_bytes,
+            static_cast<int64_t>(AllRows(reader.get())[0].payload.size()));
 }
 
 TEST(StoreOutbox, ReadsOldestFirstAndNewest) {
@@ -351,8 +350,7 @@ void Fill(Store* store, int64_t* next, int batches) {
     CommitBatch batch;
     for (int i = 0; i < 10; ++i, ++*next) {
       batch.outbox.push_back(MakeResult("gw-01/climate/d1/" + std::to_string(*next), 0,
-                                        *next * 1000, *next * 1000 + 1000,
-                                        std::string(1000, 'x')));
+                                        *next * 1000, *next * 1000 + 1000, std::string(1000, 'x')));
     }
     CommitResult r = CommitAndWait(store, std::move(batch));
     ASSERT_TRUE(r.status.ok()) << r.status.ToString();
@@ -400,8 +398,8 @@ TEST(StoreOnFull, DropOldestWritesOneLossRecordPerContiguousRange) {
   // the middle of the range (the first drop), the record itself.
   EXPECT_EQ(l.lost, l.last - (loss_pos < l.last ? 1 : 0));
   EXPECT_EQ(results.front().pos, l.last + 1);  // nothing between dropped and pending
-  EXPECT_EQ(l.from, 0);                // window of result 0
-  EXPECT_EQ(l.to, l.lost * 1000);      // end of result lost-1's window
+  EXPECT_EQ(l.from, 0);                        // window of result 0
+  EXPECT_EQ(l.to, l.lost * 1000);              // end of result lost-1's window
   EXPECT_EQ(l.lost + static_cast<int64_t>(results.size()), next);
   EXPECT_EQ(store->stats().lost_total, l.lost);
   EXPECT_GT(l.lost, 200);
@@ -514,8 +512,8 @@ TEST(StoreOnFull, BlockRefusesGrowthUntilRowsAreDeleted) {
   for (int b = 0; b < 200; ++b) {
     CommitBatch batch;
     for (int i = 0; i < 10; ++i, ++next) {
-      batch.outbox.push_back(MakeResult("gw-01/climate/d1/" + std::to_string(next), 0,
-                                        next * 1000, next * 1000 + 1000, std::string(1000, 'x')));
+      batch.outbox.push_back(MakeResult("gw-01/climate/d1/" + std::to_string(next), 0, next * 1000,
+                                        next * 1000 + 1000, std::string(1000, 'x')));
     }
     CommitResult r = CommitAndWait(store.get(), std::move(batch));
     if (!r.status.ok()) {
@@ -680,8 +678,8 @@ TEST(StoreErrors, RealEnospcOnTinyTmpfs) {
   for (int b = 0; b < 200; ++b) {
     CommitBatch batch;
     for (int i = 0; i < 10; ++i, ++next) {
-      batch.outbox.push_back(MakeResult("gw/p/d/" + std::to_string(next), 0, 0, 1,
-                                        std::string(1000, 'x')));
+      batch.outbox.push_back(
+          MakeResult("gw/p/d/" + std::to_string(next), 0, 0, 1, std::string(1000, 'x')));
     }
     CommitResult r = CommitAndWait(store.get(), std::move(batch));
     if (!r.status.ok()) {
