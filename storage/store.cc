@@ -232,7 +232,10 @@ Status SqliteStore::Init() {
   RETURN_IF_ERROR(Prepare(&commit_, "COMMIT"));
   RETURN_IF_ERROR(
       Prepare(&ins_journal_, "INSERT INTO journal(arrival_ms, topic, payload) VALUES(?, ?, ?)"));
-  RETURN_IF_ERROR(Prepare(&trim_journal_, "DELETE FROM journal WHERE seq <= ?"));
+  // Keeps the newest row even when the checkpoint covers it (see schema.cc).
+  RETURN_IF_ERROR(Prepare(&trim_journal_,
+                          "DELETE FROM journal WHERE seq <= ? AND "
+                          "seq < (SELECT max(seq) FROM journal)"));
   RETURN_IF_ERROR(Prepare(&set_meta_, "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)"));
   RETURN_IF_ERROR(Prepare(
       &put_state_, "INSERT OR REPLACE INTO state(pipeline, kind, id, blob) VALUES(?, ?, ?, ?)"));
