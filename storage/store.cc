@@ -1,11 +1,16 @@
 // The SQLite Store: schema setup, the group-commit worker, on_full handling.
 #include "storage/store.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <future>
 #include <limits>
@@ -154,8 +159,8 @@ std::string LossPayload(const std::string& gateway, const LossRange& l) {
 
 class SqliteStore final : public Store {
  public:
-  SqliteStore(StoreOptions options, StoreLimits limits, std::unique_ptr<Db> db)
-      : options_(std::move(options)), limits_(limits), db_(std::move(db)) {}
+  SqliteStore(StoreOptions options, StoreLimits limits, std::unique_ptr<Db> db, int lock_fd)
+      : options_(std::move(options)), limits_(limits), db_(std::move(db)), lock_fd_(lock_fd) {}
   ~SqliteStore() override { Close(); }
 
   Status Init();
@@ -208,6 +213,7 @@ class SqliteStore final : public Store {
   const StoreOptions options_;
   const StoreLimits limits_;
   std::unique_ptr<Db> db_;  // worker thread only (after Init)
+  int lock_fd_;             // flock on <path>-lock: one writing weir per file; -1 once closed
 
   Stmt begin_, commit_, ins_journal_, trim_journal_, set_meta_, put_state_, del_state_,
       clear_state_, put_dedup_, put_pipeline_, del_pipeline_, ins_config_, trim_config_,
@@ -368,6 +374,8 @@ void SqliteStore::Close() {
   }
   cv_.notify_one();
   if (worker_.joinable()) worker_.join();
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+  lock_fd_ = -1;
 }
 
 void SqliteStore::WorkerMain() {
@@ -802,8 +810,44 @@ void SqliteStore::PublishStats(bool full, int64_t commit_us, bool failed) {
 }  // namespace
 }  // namespace storage_internal
 
+namespace storage_internal {
+
+// One writing process per file: a second `weir run` on the same storage.path
+// would interleave two loops' commits. flock on a separate file, because
+// closing any descriptor of the database itself would drop SQLite's own
+// POSIX locks. Returns the descriptor that holds the lock.
+Result<int> LockStoreFile(const std::string& path) {
+  std::string lock_path = path + "-lock";
+  int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return FailedPrecondition("open: cannot create " + lock_path + ": " + std::strerror(errno) +
+                              "; hint: check that the directory exists and is writable by weir");
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    ::close(fd);
+    if (err == EWOULDBLOCK) {
+      return Unavailable("open: " + path + " is in use by another weir process (" + lock_path +
+                         " is locked); hint: stop the other weir, or give this one its own "
+                         "storage.path");
+    }
+    return Unavailable("open: cannot lock " + lock_path + ": " + std::strerror(err));
+  }
+  return fd;
+}
+
+}  // namespace storage_internal
+
 Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   using namespace storage_internal;
+  auto lock = LockStoreFile(options.path);
+  if (!lock.ok()) return lock.status();
+  struct LockGuard {
+    int fd;
+    ~LockGuard() {
+      if (fd >= 0) ::close(fd);
+    }
+  } guard{*lock};
   auto db = Db::Open(options.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                      options.busy_timeout_ms);
   if (!db.ok()) return db.status();
@@ -815,7 +859,8 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   auto limits = ComputeLimits(options.max_bytes, *page_size);
   if (!limits.ok()) return limits.status();
   RETURN_IF_ERROR(ConfigureWriter(db->get(), options.sync, *limits));
-  auto store = std::make_unique<SqliteStore>(options, *limits, std::move(*db));
+  auto store = std::make_unique<SqliteStore>(options, *limits, std::move(*db), guard.fd);
+  guard.fd = -1;  // the store owns it now
   RETURN_IF_ERROR(store->Init());
   return std::unique_ptr<Store>(std::move(store));
 }

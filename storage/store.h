@@ -182,7 +182,9 @@ class JournalWriter {
 
 class Store {
  public:
-  // Opens (creating or migrating the schema) and starts the worker.
+  // Opens (creating or migrating the schema) and starts the worker. Holds
+  // an exclusive lock (<path>-lock) until Close: a second writer on the same
+  // file gets kUnavailable.
   static Result<std::unique_ptr<Store>> Open(const StoreOptions& options);
   virtual ~Store() = default;
 
@@ -242,6 +244,9 @@ class StoreReader : public StateReader {
   Status ForEach(
       std::string_view pipeline_id,
       const std::function<Status(char, std::string_view, std::string_view)>& fn) override;
+  // One state row (a spilled key loaded back), or nullopt.
+  Result<std::optional<std::string>> GetState(std::string_view pipeline_id, char kind,
+                                              std::string_view id);
   Status ForEachDedup(
       const std::function<Status(std::string_view device, std::string_view blob)>& fn);
   Result<std::vector<PipelineRecord>> Pipelines();  // ordered by name

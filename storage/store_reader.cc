@@ -11,7 +11,7 @@ using storage_internal::Stmt;
 
 struct StoreReader::Impl {
   std::unique_ptr<Db> db;
-  Stmt read_outbox, read_newest, state_rows, journal_tail;
+  Stmt read_outbox, read_newest, state_rows, state_row, journal_tail;
   int schema_version = 0;
 
   Status PrepareOnce(Stmt* s, const char* sql) {
@@ -109,6 +109,24 @@ Status StoreReader::ForEach(
   if (st.ok() && rc != SQLITE_DONE) st = impl_->db->Error(rc, "recovery: read state");
   s.Reset();
   return st;
+}
+
+Result<std::optional<std::string>> StoreReader::GetState(std::string_view pipeline_id, char kind,
+                                                         std::string_view id) {
+  RETURN_IF_ERROR(impl_->PrepareOnce(
+      &impl_->state_row, "SELECT blob FROM state WHERE pipeline = ? AND kind = ? AND id = ?"));
+  Stmt& s = impl_->state_row;
+  s.BindText(1, pipeline_id);
+  s.BindText(2, std::string_view(&kind, 1));
+  s.BindBlob(3, id);
+  int rc = s.Step();
+  std::optional<std::string> out;
+  if (rc == SQLITE_ROW) out = std::string(s.Text(0));
+  Status st =
+      rc == SQLITE_ROW || rc == SQLITE_DONE ? Status::Ok() : impl_->db->Error(rc, "read state row");
+  s.Reset();
+  if (!st.ok()) return st;
+  return out;
 }
 
 Status StoreReader::ForEachDedup(

@@ -77,6 +77,21 @@ TEST(StoreSchema, CreatedOnOpenAndReopened) {
   EXPECT_EQ(store->stats().outbox_rows, 1);
 }
 
+TEST(StoreSchema, OneWriterPerFile) {
+  TempDir dir;
+  auto o = Options(dir);
+  auto first = OpenOrDie(o);
+  ASSERT_TRUE(first);
+  auto second = Store::Open(o);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(second.status().message().find("another weir"), std::string::npos);
+  // Readers are never locked out.
+  EXPECT_TRUE(StoreReader::Open(o.path, true).ok());
+  first->Close();
+  EXPECT_TRUE(Store::Open(o).ok());
+}
+
 TEST(StoreSchema, RefusesNewerSchemaAndForeignFiles) {
   TempDir dir;
   auto o = Options(dir);
@@ -154,6 +169,13 @@ TEST(StoreCommit, OneBatchWritesEverythingTogether) {
                             })
                   .ok());
   EXPECT_EQ(seen, (std::vector<std::string>{"dd92"}));
+
+  auto one = reader->GetState("climate", 'k', "d1");
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one->value_or("<none>"), "K1");
+  auto gone = reader->GetState("climate", 'k', "d2");
+  ASSERT_TRUE(gone.ok());
+  EXPECT_FALSE(gone->has_value());
 
   std::string dedup;
   ASSERT_TRUE(reader
