@@ -449,11 +449,18 @@ void SqliteStore::RunCommit(CommitBatch&& batch, const CommitCallback& done) {
     for (const auto& o : batch.outbox) need += o.payload.size() + o.id.size() + kRowOverheadBytes;
     for (const auto& m : batch.journal) need += m.payload.size() + m.topic.size() + 32;
     for (const auto& s : batch.state) need += s.blob.size() + s.id.size() + 32;
-    int64_t target = limits_.target_pages - (need * 3 / 2) / limits_.page_size - 1;
+    int64_t need_pages = (need * 3 / 2) / limits_.page_size + 1;
+    int64_t target = limits_.target_pages - need_pages;
     db_->RollbackQuietly();
+    // Only at max_bytes: a file system that fills up before it is a disk
+    // problem for the operator, not a reason to drop results.
+    int64_t pages = 0;
+    if (page_count_.Step() == SQLITE_ROW) pages = page_count_.Int(0);
+    page_count_.Reset();
+    bool at_cap = pages + need_pages >= limits_.hard_pages;
     Committed room = committed_;
     int64_t dropped = 0;
-    if (MakeRoomTransaction(std::max<int64_t>(target, 1), &room, &dropped).ok()) {
+    if (at_cap && MakeRoomTransaction(std::max<int64_t>(target, 1), &room, &dropped).ok()) {
       committed_ = room;
       r = CommitResult();
       c = committed_;

@@ -678,46 +678,67 @@ TEST(StoreErrors, TooSmallMaxBytesIsInvalid) {
 }
 
 // A real full file system: a 1MB tmpfs (needs CAP_SYS_ADMIN; skipped elsewhere).
-TEST(StoreErrors, RealEnospcOnTinyTmpfs) {
-  TempDir dir;
-  std::string mnt = dir.file("mnt");
-  std::filesystem::create_directory(mnt);
-  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m") != 0) {
-    GTEST_SKIP() << "cannot mount a tmpfs here";
+class TinyTmpfs {
+ public:
+  explicit TinyTmpfs(const TempDir& dir) : path_(dir.file("mnt")) {
+    std::filesystem::create_directory(path_);
+    mounted_ = ::mount("tmpfs", path_.c_str(), "tmpfs", 0, "size=1m") == 0;
   }
-  struct Unmount {
-    std::string p;
-    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
-  } unmount{mnt};
-  StoreOptions o;
-  o.path = mnt + "/weir.db";
-  o.max_bytes = 0;  // unbounded: the file system is the limit
-  o.on_full = OnFull::kBlock;
-  auto store = OpenOrDie(o);
-  ASSERT_TRUE(store);
+  ~TinyTmpfs() {
+    if (mounted_) ::umount2(path_.c_str(), MNT_DETACH);
+  }
+  bool mounted() const { return mounted_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  bool mounted_ = false;
+};
+
+// Fills the store until a commit fails; returns the failure.
+CommitResult FillUntilFailure(Store* store) {
   int64_t next = 0;
-  CommitResult failed;
-  for (int b = 0; b < 200; ++b) {
+  for (int b = 0; b < 400; ++b) {
     CommitBatch batch;
     for (int i = 0; i < 10; ++i, ++next) {
       batch.outbox.push_back(
           MakeResult("gw/p/d/" + std::to_string(next), 0, 0, 1, std::string(1000, 'x')));
     }
-    CommitResult r = CommitAndWait(store.get(), std::move(batch));
-    if (!r.status.ok()) {
-      failed = std::move(r);
-      break;
-    }
+    CommitResult r = CommitAndWait(store, std::move(batch));
+    if (!r.status.ok()) return r;
   }
+  return CommitResult();
+}
+
+void ExpectEnospcHandled(OnFull on_full, int64_t max_bytes) {
+  TempDir dir;
+  TinyTmpfs fs(dir);
+  if (!fs.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here";
+  StoreOptions o;
+  o.path = fs.path() + "/weir.db";
+  o.max_bytes = max_bytes;
+  o.on_full = on_full;
+  o.gateway = "gw";
+  auto store = OpenOrDie(o);
+  ASSERT_TRUE(store);
+  CommitResult failed = FillUntilFailure(store.get());
   ASSERT_EQ(failed.status.code(), StatusCode::kResourceExhausted) << failed.status.ToString();
   EXPECT_NE(failed.status.message().find("free space"), std::string::npos);
   EXPECT_EQ(failed.batch.outbox.size(), 10u);
+  // The disk filled before max_bytes: nothing was dropped for it.
+  EXPECT_EQ(store->stats().lost_total, 0);
   int64_t rows = store->stats().outbox_rows;
   store->Close();
   store.reset();
   // Everything committed before the failure is intact.
   EXPECT_EQ(QueryText(o.path, "PRAGMA integrity_check"), "ok");
   EXPECT_EQ(QueryText(o.path, "SELECT count(*) FROM outbox"), std::to_string(rows));
+}
+
+TEST(StoreErrors, RealEnospcOnTinyTmpfsUnbounded) { ExpectEnospcHandled(OnFull::kBlock, 0); }
+
+TEST(StoreErrors, RealEnospcWithDropOldestIsReported) {
+  ExpectEnospcHandled(OnFull::kDropOldest, 64 * 1024 * 1024);
 }
 
 // --- read-only open ---------------------------------------------------------
