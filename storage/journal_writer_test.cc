@@ -60,6 +60,8 @@ TEST(JournalWriter, AppendsSurviveReopenAndTheTailFollowsTheCheckpoint) {
   CommitBatch b;
   b.checkpoint_seq = 6;
   ASSERT_TRUE(CommitAndWait(store->get(), std::move(b)).status.ok());
+  EXPECT_EQ((*store)->stats().journal_seq, 10);
+  EXPECT_EQ((*store)->stats().journal_rows, 4);
   got.clear();
   ASSERT_TRUE((*reader)->ForEachJournal((*reader)->CheckpointSeq().value(), collect).ok());
   ASSERT_EQ(got.size(), 4u);

@@ -218,7 +218,7 @@ class SqliteStore final : public Store {
   Stmt begin_, commit_, ins_journal_, trim_journal_, set_meta_, put_state_, del_state_,
       clear_state_, put_dedup_, put_pipeline_, del_pipeline_, ins_config_, trim_config_,
       ins_outbox_, find_outbox_, page_count_, freelist_count_, oldest_droppable_, del_range_,
-      loss_row_rev_, update_loss_, ins_loss_, del_delivered_, oldest_, newest_;
+      loss_row_rev_, update_loss_, ins_loss_, del_delivered_, oldest_, newest_, journal_newest_;
 
   Committed committed_;  // worker thread only
 
@@ -282,6 +282,7 @@ Status SqliteStore::Init() {
                           "RETURNING length(CAST(payload AS BLOB))"));
   RETURN_IF_ERROR(Prepare(&oldest_, "SELECT pos, enqueued_ms FROM outbox ORDER BY pos LIMIT 1"));
   RETURN_IF_ERROR(Prepare(&newest_, "SELECT max(pos) FROM outbox"));
+  RETURN_IF_ERROR(Prepare(&journal_newest_, "SELECT max(seq) FROM journal"));
 
   // Load what the worker keeps in memory.
   auto meta = db_->Prepare(
@@ -784,6 +785,9 @@ void SqliteStore::PublishStats(bool full, int64_t commit_us, bool failed) {
   oldest_.Reset();
   if (newest_.Step() == SQLITE_ROW) newest_pos = newest_.Int(0);
   newest_.Reset();
+  int64_t journal_seq = 0;
+  if (journal_newest_.Step() == SQLITE_ROW) journal_seq = journal_newest_.Int(0);
+  journal_newest_.Reset();
   auto u = UsedPages();
   if (u.ok()) used = *u;
   if (page_count_.Step() == SQLITE_ROW) pages = page_count_.Int(0);
@@ -797,6 +801,8 @@ void SqliteStore::PublishStats(bool full, int64_t commit_us, bool failed) {
   stats_.oldest_enqueued_ms = oldest_ms;
   stats_.newest_pos = newest_pos;
   stats_.checkpoint_seq = committed_.checkpoint;
+  stats_.journal_seq = std::max(journal_seq, committed_.checkpoint);
+  stats_.journal_rows = stats_.journal_seq - committed_.checkpoint;
   stats_.lost_total = committed_.lost_total;
   stats_.used_bytes = used * limits_.page_size;
   stats_.file_bytes = file_bytes;

@@ -108,6 +108,8 @@ struct CommitBatch {
   // The journal position processed: every journal row with seq <= this is
   // reflected in the state and outbox of this batch; rows up to it are
   // trimmed. -1 = unchanged. Never moves backwards.
+  // REQUIRES: the loop processes journal rows in seq order (one appending
+  // thread, or appenders that hand rows over in seq order).
   int64_t checkpoint_seq = -1;
   // With `journal` rows: the first `journal_processed` of them are processed
   // (the checkpoint moves to the last of their seqs, assigned here).
@@ -160,12 +162,14 @@ struct StoreStats {
   int64_t oldest_pos = 0;
   int64_t newest_pos = 0;
   int64_t checkpoint_seq = 0;
-  int64_t lost_total = 0;   // results dropped by drop_oldest, ever
-  int64_t used_bytes = 0;   // pages in use (not free) x page size
-  int64_t file_bytes = 0;   // database file + WAL on disk
-  int64_t limit_bytes = 0;  // where on_full starts; 0 = unbounded
-  bool full = false;        // on_full block is holding batches back
-  int64_t commits = 0;      // transactions finished (commits and deletes)
+  int64_t journal_seq = 0;   // newest journal row (as of the last transaction)
+  int64_t journal_rows = 0;  // rows after the checkpoint: journal_seq - checkpoint_seq
+  int64_t lost_total = 0;    // results dropped by drop_oldest, ever
+  int64_t used_bytes = 0;    // pages in use (not free) x page size
+  int64_t file_bytes = 0;    // database file + WAL on disk
+  int64_t limit_bytes = 0;   // where on_full starts; 0 = unbounded
+  bool full = false;         // on_full block is holding batches back
+  int64_t commits = 0;       // transactions finished (commits and deletes)
   int64_t failed_commits = 0;
   int64_t last_commit_us = 0;  // duration of the last transaction
 };
