@@ -143,14 +143,18 @@ struct CommitResult {
   int64_t checkpoint_seq = 0;         // after this commit
   int64_t dropped = 0;                // results dropped by on_full drop_oldest during this commit
   // On failure the batch comes back untouched so the caller can retry it;
-  // nothing was written (the outbox was not trimmed).
+  // nothing of it was written and no row was deleted for it (only drop_oldest
+  // at max_bytes may have dropped old results, with their loss record, in a
+  // transaction of its own).
   CommitBatch batch;
 };
 using CommitCallback = std::function<void(CommitResult&&)>;
 
 struct DeleteResult {
   Status status;
-  int64_t deleted = 0;  // rows removed (a key already gone is not an error)
+  // Rows removed by the transaction, which merges the calls queued together
+  // (a key already gone, or with another rev, is not an error).
+  int64_t deleted = 0;
 };
 using DeleteCallback = std::function<void(const DeleteResult&)>;
 
