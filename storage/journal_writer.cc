@@ -101,8 +101,8 @@ Status SqliteJournalWriter::Append(Message* message) {
 
 Result<std::unique_ptr<JournalWriter>> OpenJournalWriter(const StoreOptions& options,
                                                          const StoreLimits& limits) {
-  auto db = Db::Open(options.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-                     options.busy_timeout_ms);
+  auto db =
+      Db::Open(options.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, options.busy_timeout_ms);
   if (!db.ok()) return db.status();
   RETURN_IF_ERROR(ConfigureWriter(db->get(), options.sync, limits));
   auto w = std::make_unique<SqliteJournalWriter>(std::move(*db));

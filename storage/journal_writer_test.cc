@@ -60,11 +60,30 @@ TEST(JournalWriter, AppendsSurviveReopenAndTheTailFollowsTheCheckpoint) {
   CommitBatch b;
   b.checkpoint_seq = 6;
   ASSERT_TRUE(CommitAndWait(store->get(), std::move(b)).status.ok());
+  EXPECT_EQ((*store)->stats().journal_seq, 10);
+  EXPECT_EQ((*store)->stats().journal_rows, 4);
   got.clear();
   ASSERT_TRUE((*reader)->ForEachJournal((*reader)->CheckpointSeq().value(), collect).ok());
   ASSERT_EQ(got.size(), 4u);
   EXPECT_EQ(got[0].journal_seq, 7);
   EXPECT_EQ(QueryText(o.path, "SELECT count(*) FROM journal"), "4");
+
+  // Everything covered, then a restart: seqs continue, never reused.
+  CommitBatch all;
+  all.checkpoint_seq = 10;
+  ASSERT_TRUE(CommitAndWait(store->get(), std::move(all)).status.ok());
+  (*store)->Close();
+  store = Store::Open(o);
+  ASSERT_TRUE(store.ok());
+  auto journal = (*store)->NewJournalWriter();
+  ASSERT_TRUE(journal.ok());
+  Message m{2000, "t", "after"};
+  ASSERT_TRUE((*journal)->Append(&m).ok());
+  EXPECT_EQ(m.journal_seq, 11);
+  got.clear();
+  ASSERT_TRUE((*reader)->ForEachJournal((*reader)->CheckpointSeq().value(), collect).ok());
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].payload, "after");
 }
 
 TEST(JournalWriter, ConcurrentCallersAreAllCommittedOnce) {

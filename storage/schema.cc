@@ -8,12 +8,13 @@ namespace weir {
 namespace storage_internal {
 namespace {
 
-// Version 1. Positions (journal seq, outbox pos) use AUTOINCREMENT so they are
-// never reused after the tables are trimmed empty: the checkpoint and loss
-// record ids refer to them.
+// Version 1. Positions are never reused: the checkpoint, the uplink's cursor
+// and loss record ids refer to them. The outbox uses AUTOINCREMENT (any row
+// may be deleted); the journal, on the ingest path, saves that extra page
+// write per append: its newest row is never trimmed, so max(seq) + 1 only grows.
 constexpr const char* kSchemaV1 = R"sql(
 CREATE TABLE journal(
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  seq INTEGER PRIMARY KEY,
   arrival_ms INTEGER NOT NULL,
   topic TEXT NOT NULL,
   payload BLOB NOT NULL);
@@ -81,8 +82,8 @@ Status PrepareSchema(Db* db) {
   if (*version > kStoreSchemaVersion) {
     return fail(FailedPrecondition(
         "open: " + db->path() + " has schema version " + std::to_string(*version) +
-        ", written by a newer weir (this one knows up to " +
-        std::to_string(kStoreSchemaVersion) + "); hint: upgrade weir or use another file"));
+        ", written by a newer weir (this one knows up to " + std::to_string(kStoreSchemaVersion) +
+        "); hint: upgrade weir or use another file"));
   }
   for (int64_t v = *version; v < kStoreSchemaVersion; ++v) {
     Status st = db->Exec(kMigrations[v], "open: migrate schema");

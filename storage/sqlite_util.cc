@@ -12,26 +12,30 @@ Status SqliteError(int rc, std::string_view what, std::string_view sqlite_messag
   switch (rc & 0xff) {
     case SQLITE_FULL:
       code = StatusCode::kResourceExhausted;
-      hint = "the disk or storage.max_bytes is full: free space on the file system that holds "
-             "the database, or raise storage.max_bytes";
+      hint =
+          "the disk or storage.max_bytes is full: free space on the file system that holds "
+          "the database, or raise storage.max_bytes";
       break;
     case SQLITE_IOERR:
       code = StatusCode::kUnavailable;
-      hint = "the storage device failed a read or write: check the card or disk (dmesg, "
-             "free space, mount state); weir retries the commit";
+      hint =
+          "the storage device failed a read or write: check the card or disk (dmesg, "
+          "free space, mount state); weir retries the commit";
       break;
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB:
       code = StatusCode::kDataLoss;
-      hint = "the database file is damaged or not a weir database: stop weir, move the file "
-             "(and its -wal and -shm files) aside for analysis, and start on a fresh file or "
-             "restore a backup";
+      hint =
+          "the database file is damaged or not a weir database: stop weir, move the file "
+          "(and its -wal and -shm files) aside for analysis, and start on a fresh file or "
+          "restore a backup";
       break;
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
       code = StatusCode::kUnavailable;
-      hint = "another process holds a lock on the database: is a second weir running with the "
-             "same storage.path?";
+      hint =
+          "another process holds a lock on the database: is a second weir running with the "
+          "same storage.path?";
       break;
     case SQLITE_CANTOPEN:
       code = StatusCode::kFailedPrecondition;

@@ -46,8 +46,7 @@ class Stmt {
   }
   void BindBlob(int i, std::string_view v) {
     // A zero-length blob must not bind as NULL (NOT NULL columns).
-    sqlite3_bind_blob(s_, i, v.empty() ? "" : v.data(), static_cast<int>(v.size()),
-                      SQLITE_STATIC);
+    sqlite3_bind_blob(s_, i, v.empty() ? "" : v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
   }
   int Step() { return sqlite3_step(s_); }
 
@@ -67,8 +66,7 @@ class Stmt {
 class Db {
  public:
   // flags: SQLITE_OPEN_* (URI filenames are always enabled).
-  static Result<std::unique_ptr<Db>> Open(const std::string& path, int flags,
-                                          int busy_timeout_ms);
+  static Result<std::unique_ptr<Db>> Open(const std::string& path, int flags, int busy_timeout_ms);
   ~Db();
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;

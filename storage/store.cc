@@ -1,11 +1,16 @@
 // The SQLite Store: schema setup, the group-commit worker, on_full handling.
 #include "storage/store.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <future>
 #include <limits>
@@ -13,9 +18,9 @@
 #include <thread>
 
 #include "core/text.h"
-#include "storage/store_internal.h"
 #include "storage/schema.h"
 #include "storage/sqlite_util.h"
+#include "storage/store_internal.h"
 
 namespace weir {
 
@@ -24,8 +29,8 @@ using storage_internal::Stmt;
 
 bool CommitBatch::empty() const {
   return outbox.empty() && state.empty() && state_cleared.empty() && dedup.empty() &&
-         journal.empty() && checkpoint_seq < 0 && pipelines.empty() &&
-         pipelines_removed.empty() && !config && counters.empty();
+         journal.empty() && checkpoint_seq < 0 && pipelines.empty() && pipelines_removed.empty() &&
+         !config && counters.empty();
 }
 
 void BatchStateWriter::Put(std::string_view pipeline_id, char kind, std::string_view id,
@@ -94,16 +99,15 @@ Status ConfigureWriter(Db* db, SyncMode sync, const StoreLimits& limits) {
                               "); hint: put storage.path on a local file system");
   }
   mode->Reset();
-  RETURN_IF_ERROR(db->Exec(sync == SyncMode::kFull ? "PRAGMA synchronous = FULL"
-                                                   : "PRAGMA synchronous = NORMAL",
-                           "open: set synchronous"));
+  RETURN_IF_ERROR(db->Exec(
+      sync == SyncMode::kFull ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+      "open: set synchronous"));
   if (limits.hard_pages > 0) {
-    std::string sql = "PRAGMA max_page_count = " + std::to_string(limits.hard_pages) +
-                      "; PRAGMA journal_size_limit = " +
-                      std::to_string(limits.wal_reserve_bytes) +
-                      "; PRAGMA wal_autocheckpoint = " +
-                      std::to_string(std::max<int64_t>(limits.wal_reserve_bytes /
-                                                           limits.page_size / 2, 8));
+    std::string sql =
+        "PRAGMA max_page_count = " + std::to_string(limits.hard_pages) +
+        "; PRAGMA journal_size_limit = " + std::to_string(limits.wal_reserve_bytes) +
+        "; PRAGMA wal_autocheckpoint = " +
+        std::to_string(std::max<int64_t>(limits.wal_reserve_bytes / limits.page_size / 2, 8));
     RETURN_IF_ERROR(db->Exec(sql.c_str(), "open: set size limits"));
   }
   return Status::Ok();
@@ -155,8 +159,8 @@ std::string LossPayload(const std::string& gateway, const LossRange& l) {
 
 class SqliteStore final : public Store {
  public:
-  SqliteStore(StoreOptions options, StoreLimits limits, std::unique_ptr<Db> db)
-      : options_(std::move(options)), limits_(limits), db_(std::move(db)) {}
+  SqliteStore(StoreOptions options, StoreLimits limits, std::unique_ptr<Db> db, int lock_fd)
+      : options_(std::move(options)), limits_(limits), db_(std::move(db)), lock_fd_(lock_fd) {}
   ~SqliteStore() override { Close(); }
 
   Status Init();
@@ -190,8 +194,7 @@ class SqliteStore final : public Store {
   Status ApplyBatch(const CommitBatch& b, CommitResult* r, Committed* c);
   Status MakeRoomTransaction(int64_t target_pages, Committed* c, int64_t* dropped);
   // best_effort: running out of results to drop is not an error.
-  Status DropOldest(int64_t target_pages, Committed* c, int64_t* dropped,
-                    bool best_effort = false);
+  Status DropOldest(int64_t target_pages, Committed* c, int64_t* dropped, bool best_effort = false);
   Status RecordLoss(const LossRange& range, Committed* c);
   DeleteResult RunDeletes(const std::vector<OutboxKey>& keys);
   Result<int64_t> UsedPages();
@@ -210,11 +213,12 @@ class SqliteStore final : public Store {
   const StoreOptions options_;
   const StoreLimits limits_;
   std::unique_ptr<Db> db_;  // worker thread only (after Init)
+  int lock_fd_;             // flock on <path>-lock: one writing weir per file; -1 once closed
 
   Stmt begin_, commit_, ins_journal_, trim_journal_, set_meta_, put_state_, del_state_,
       clear_state_, put_dedup_, put_pipeline_, del_pipeline_, ins_config_, trim_config_,
       ins_outbox_, find_outbox_, page_count_, freelist_count_, oldest_droppable_, del_range_,
-      loss_row_rev_, update_loss_, ins_loss_, del_delivered_, oldest_, newest_;
+      loss_row_rev_, update_loss_, ins_loss_, del_delivered_, oldest_, newest_, journal_newest_;
 
   Committed committed_;  // worker thread only
 
@@ -232,17 +236,19 @@ class SqliteStore final : public Store {
 Status SqliteStore::Init() {
   RETURN_IF_ERROR(Prepare(&begin_, "BEGIN IMMEDIATE"));
   RETURN_IF_ERROR(Prepare(&commit_, "COMMIT"));
-  RETURN_IF_ERROR(Prepare(&ins_journal_,
-                          "INSERT INTO journal(arrival_ms, topic, payload) VALUES(?, ?, ?)"));
-  RETURN_IF_ERROR(Prepare(&trim_journal_, "DELETE FROM journal WHERE seq <= ?"));
+  RETURN_IF_ERROR(
+      Prepare(&ins_journal_, "INSERT INTO journal(arrival_ms, topic, payload) VALUES(?, ?, ?)"));
+  // Keeps the newest row even when the checkpoint covers it (see schema.cc).
+  RETURN_IF_ERROR(Prepare(&trim_journal_,
+                          "DELETE FROM journal WHERE seq <= ? AND "
+                          "seq < (SELECT max(seq) FROM journal)"));
   RETURN_IF_ERROR(Prepare(&set_meta_, "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)"));
   RETURN_IF_ERROR(Prepare(
       &put_state_, "INSERT OR REPLACE INTO state(pipeline, kind, id, blob) VALUES(?, ?, ?, ?)"));
   RETURN_IF_ERROR(
       Prepare(&del_state_, "DELETE FROM state WHERE pipeline = ? AND kind = ? AND id = ?"));
   RETURN_IF_ERROR(Prepare(&clear_state_, "DELETE FROM state WHERE pipeline = ?"));
-  RETURN_IF_ERROR(
-      Prepare(&put_dedup_, "INSERT OR REPLACE INTO dedup(device, blob) VALUES(?, ?)"));
+  RETURN_IF_ERROR(Prepare(&put_dedup_, "INSERT OR REPLACE INTO dedup(device, blob) VALUES(?, ?)"));
   RETURN_IF_ERROR(Prepare(&put_pipeline_,
                           "INSERT OR REPLACE INTO pipelines(name, generation, fingerprint, "
                           "definition, updated_ms) VALUES(?, ?, ?, ?, ?)"));
@@ -276,11 +282,13 @@ Status SqliteStore::Init() {
                           "RETURNING length(CAST(payload AS BLOB))"));
   RETURN_IF_ERROR(Prepare(&oldest_, "SELECT pos, enqueued_ms FROM outbox ORDER BY pos LIMIT 1"));
   RETURN_IF_ERROR(Prepare(&newest_, "SELECT max(pos) FROM outbox"));
+  RETURN_IF_ERROR(Prepare(&journal_newest_, "SELECT max(seq) FROM journal"));
 
   // Load what the worker keeps in memory.
-  auto meta = db_->Prepare("SELECT key, value FROM meta WHERE key IN ('checkpoint', "
-                           "'lost_total', 'loss.pos', 'loss.first', 'loss.last', 'loss.lost', "
-                           "'loss.from', 'loss.to')");
+  auto meta = db_->Prepare(
+      "SELECT key, value FROM meta WHERE key IN ('checkpoint', "
+      "'lost_total', 'loss.pos', 'loss.first', 'loss.last', 'loss.lost', "
+      "'loss.from', 'loss.to')");
   if (!meta.ok()) return meta.status();
   int rc;
   while ((rc = meta->Step()) == SQLITE_ROW) {
@@ -353,7 +361,8 @@ Status SqliteStore::Flush() {
   Item item;
   item.type = Item::kFlush;
   item.flushed = &p;
-  if (!Enqueue(std::move(item))) return Status(StatusCode::kCancelled, "flush: the store is closed");
+  if (!Enqueue(std::move(item)))
+    return Status(StatusCode::kCancelled, "flush: the store is closed");
   return f.get();
 }
 
@@ -366,6 +375,8 @@ void SqliteStore::Close() {
   }
   cv_.notify_one();
   if (worker_.joinable()) worker_.join();
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+  lock_fd_ = -1;
 }
 
 void SqliteStore::WorkerMain() {
@@ -439,11 +450,18 @@ void SqliteStore::RunCommit(CommitBatch&& batch, const CommitCallback& done) {
     for (const auto& o : batch.outbox) need += o.payload.size() + o.id.size() + kRowOverheadBytes;
     for (const auto& m : batch.journal) need += m.payload.size() + m.topic.size() + 32;
     for (const auto& s : batch.state) need += s.blob.size() + s.id.size() + 32;
-    int64_t target = limits_.target_pages - (need * 3 / 2) / limits_.page_size - 1;
+    int64_t need_pages = (need * 3 / 2) / limits_.page_size + 1;
+    int64_t target = limits_.target_pages - need_pages;
     db_->RollbackQuietly();
+    // Only at max_bytes: a file system that fills up before it is a disk
+    // problem for the operator, not a reason to drop results.
+    int64_t pages = 0;
+    if (page_count_.Step() == SQLITE_ROW) pages = page_count_.Int(0);
+    page_count_.Reset();
+    bool at_cap = pages + need_pages >= limits_.hard_pages;
     Committed room = committed_;
     int64_t dropped = 0;
-    if (MakeRoomTransaction(std::max<int64_t>(target, 1), &room, &dropped).ok()) {
+    if (at_cap && MakeRoomTransaction(std::max<int64_t>(target, 1), &room, &dropped).ok()) {
       committed_ = room;
       r = CommitResult();
       c = committed_;
@@ -451,9 +469,9 @@ void SqliteStore::RunCommit(CommitBatch&& batch, const CommitCallback& done) {
       r.dropped += dropped;
     }
   }
-  int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(
-                   std::chrono::steady_clock::now() - t0)
-                   .count();
+  int64_t us =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   if (st.ok()) {
     committed_ = c;
     r.checkpoint_seq = c.checkpoint;
@@ -731,9 +749,9 @@ DeleteResult SqliteStore::RunDeletes(const std::vector<OutboxKey>& keys) {
     return db_->Run(commit_, "delete delivered: commit");
   };
   r.status = run();
-  int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(
-                   std::chrono::steady_clock::now() - t0)
-                   .count();
+  int64_t us =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   if (r.status.ok()) {
     committed_ = c;
   } else {
@@ -767,6 +785,9 @@ void SqliteStore::PublishStats(bool full, int64_t commit_us, bool failed) {
   oldest_.Reset();
   if (newest_.Step() == SQLITE_ROW) newest_pos = newest_.Int(0);
   newest_.Reset();
+  int64_t journal_seq = 0;
+  if (journal_newest_.Step() == SQLITE_ROW) journal_seq = journal_newest_.Int(0);
+  journal_newest_.Reset();
   auto u = UsedPages();
   if (u.ok()) used = *u;
   if (page_count_.Step() == SQLITE_ROW) pages = page_count_.Int(0);
@@ -780,6 +801,8 @@ void SqliteStore::PublishStats(bool full, int64_t commit_us, bool failed) {
   stats_.oldest_enqueued_ms = oldest_ms;
   stats_.newest_pos = newest_pos;
   stats_.checkpoint_seq = committed_.checkpoint;
+  stats_.journal_seq = std::max(journal_seq, committed_.checkpoint);
+  stats_.journal_rows = stats_.journal_seq - committed_.checkpoint;
   stats_.lost_total = committed_.lost_total;
   stats_.used_bytes = used * limits_.page_size;
   stats_.file_bytes = file_bytes;
@@ -787,8 +810,8 @@ void SqliteStore::PublishStats(bool full, int64_t commit_us, bool failed) {
   if (full) {
     stats_.full = true;
   } else if (!failed) {
-    stats_.full = limits_.hard_pages > 0 && options_.on_full == OnFull::kBlock &&
-                  stats_.full && used > limits_.soft_pages;
+    stats_.full = limits_.hard_pages > 0 && options_.on_full == OnFull::kBlock && stats_.full &&
+                  used > limits_.soft_pages;
   }
   if (commit_us > 0 || failed) {
     stats_.commits += 1;
@@ -800,10 +823,45 @@ void SqliteStore::PublishStats(bool full, int64_t commit_us, bool failed) {
 }  // namespace
 }  // namespace storage_internal
 
+namespace storage_internal {
+
+// One writing process per file: a second `weir run` on the same storage.path
+// would interleave two loops' commits. flock on a separate file, because
+// closing any descriptor of the database itself would drop SQLite's own
+// POSIX locks. Returns the descriptor that holds the lock.
+Result<int> LockStoreFile(const std::string& path) {
+  std::string lock_path = path + "-lock";
+  int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return FailedPrecondition("open: cannot create " + lock_path + ": " + std::strerror(errno) +
+                              "; hint: check that the directory exists and is writable by weir");
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    ::close(fd);
+    if (err == EWOULDBLOCK) {
+      return Unavailable("open: " + path + " is in use by another weir process (" + lock_path +
+                         " is locked); hint: stop the other weir, or give this one its own "
+                         "storage.path");
+    }
+    return Unavailable("open: cannot lock " + lock_path + ": " + std::strerror(err));
+  }
+  return fd;
+}
+
+}  // namespace storage_internal
+
 Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   using namespace storage_internal;
-  auto db = Db::Open(options.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                       SQLITE_OPEN_NOMUTEX,
+  auto lock = LockStoreFile(options.path);
+  if (!lock.ok()) return lock.status();
+  struct LockGuard {
+    int fd;
+    ~LockGuard() {
+      if (fd >= 0) ::close(fd);
+    }
+  } guard{*lock};
+  auto db = Db::Open(options.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                      options.busy_timeout_ms);
   if (!db.ok()) return db.status();
   // WAL first, so the schema transaction already goes through the WAL.
@@ -814,7 +872,8 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   auto limits = ComputeLimits(options.max_bytes, *page_size);
   if (!limits.ok()) return limits.status();
   RETURN_IF_ERROR(ConfigureWriter(db->get(), options.sync, *limits));
-  auto store = std::make_unique<SqliteStore>(options, *limits, std::move(*db));
+  auto store = std::make_unique<SqliteStore>(options, *limits, std::move(*db), guard.fd);
+  guard.fd = -1;  // the store owns it now
   RETURN_IF_ERROR(store->Init());
   return std::unique_ptr<Store>(std::move(store));
 }

@@ -59,7 +59,7 @@ struct OutboxEntry {
   std::string pipeline;  // bare name: the uplink topic's {pipeline}
   int64_t window_start = 0;
   int64_t window_end = 0;
-  std::string payload;  // the JSON text published upstream
+  std::string payload;     // the JSON text published upstream
   int64_t created_ms = 0;  // processing time of the step that emitted it
 };
 
@@ -108,13 +108,15 @@ struct CommitBatch {
   // The journal position processed: every journal row with seq <= this is
   // reflected in the state and outbox of this batch; rows up to it are
   // trimmed. -1 = unchanged. Never moves backwards.
+  // REQUIRES: the loop processes journal rows in seq order (one appending
+  // thread, or appenders that hand rows over in seq order).
   int64_t checkpoint_seq = -1;
   // With `journal` rows: the first `journal_processed` of them are processed
   // (the checkpoint moves to the last of their seqs, assigned here).
   int64_t journal_processed = 0;
-  std::vector<PipelineRecord> pipelines;       // upserted by name
-  std::vector<std::string> pipelines_removed;  // names
-  std::optional<ConfigRecord> config;          // appended to the config history
+  std::vector<PipelineRecord> pipelines;                  // upserted by name
+  std::vector<std::string> pipelines_removed;             // names
+  std::optional<ConfigRecord> config;                     // appended to the config history
   std::vector<std::pair<std::string, int64_t>> counters;  // runtime counters, stored as is
 
   bool empty() const;
@@ -139,35 +141,41 @@ struct CommitResult {
   std::vector<int64_t> outbox_positions;
   std::vector<int64_t> journal_seqs;  // parallel to batch.journal
   int64_t checkpoint_seq = 0;         // after this commit
-  int64_t dropped = 0;  // results dropped by on_full drop_oldest during this commit
+  int64_t dropped = 0;                // results dropped by on_full drop_oldest during this commit
   // On failure the batch comes back untouched so the caller can retry it;
-  // nothing was written (the outbox was not trimmed).
+  // nothing of it was written and no row was deleted for it (only drop_oldest
+  // at max_bytes may have dropped old results, with their loss record, in a
+  // transaction of its own).
   CommitBatch batch;
 };
 using CommitCallback = std::function<void(CommitResult&&)>;
 
 struct DeleteResult {
   Status status;
-  int64_t deleted = 0;  // rows removed (a key already gone is not an error)
+  // Rows removed by the transaction, which merges the calls queued together
+  // (a key already gone, or with another rev, is not an error).
+  int64_t deleted = 0;
 };
 using DeleteCallback = std::function<void(const DeleteResult&)>;
 
 // Gauges for metrics and status, as of the last finished transaction.
 struct StoreStats {
   int64_t outbox_rows = 0;
-  int64_t outbox_bytes = 0;          // sum of payload sizes
-  int64_t oldest_enqueued_ms = 0;    // 0 when the outbox is empty
+  int64_t outbox_bytes = 0;        // sum of payload sizes
+  int64_t oldest_enqueued_ms = 0;  // 0 when the outbox is empty
   int64_t oldest_pos = 0;
   int64_t newest_pos = 0;
   int64_t checkpoint_seq = 0;
-  int64_t lost_total = 0;            // results dropped by drop_oldest, ever
-  int64_t used_bytes = 0;            // pages in use (not free) x page size
-  int64_t file_bytes = 0;            // database file + WAL on disk
-  int64_t limit_bytes = 0;           // where on_full starts; 0 = unbounded
-  bool full = false;                 // on_full block is holding batches back
-  int64_t commits = 0;               // transactions finished (commits and deletes)
+  int64_t journal_seq = 0;   // newest journal row (as of the last transaction)
+  int64_t journal_rows = 0;  // rows after the checkpoint: journal_seq - checkpoint_seq
+  int64_t lost_total = 0;    // results dropped by drop_oldest, ever
+  int64_t used_bytes = 0;    // pages in use (not free) x page size
+  int64_t file_bytes = 0;    // database file + WAL on disk
+  int64_t limit_bytes = 0;   // where on_full starts; 0 = unbounded
+  bool full = false;         // on_full block is holding batches back
+  int64_t commits = 0;       // transactions finished (commits and deletes)
   int64_t failed_commits = 0;
-  int64_t last_commit_us = 0;        // duration of the last transaction
+  int64_t last_commit_us = 0;  // duration of the last transaction
 };
 
 // Appends raw messages to the journal from the MQTT callback thread.
@@ -182,7 +190,9 @@ class JournalWriter {
 
 class Store {
  public:
-  // Opens (creating or migrating the schema) and starts the worker.
+  // Opens (creating or migrating the schema) and starts the worker. Holds
+  // an exclusive lock (<path>-lock) until Close: a second writer on the same
+  // file gets kUnavailable.
   static Result<std::unique_ptr<Store>> Open(const StoreOptions& options);
   virtual ~Store() = default;
 
@@ -216,10 +226,10 @@ struct StoreStatus {
   int64_t oldest_age_ms = 0;       // now - oldest_enqueued_ms
   int64_t loss_records = 0;        // pending loss records
   int64_t lost_total = 0;
-  int64_t journal_rows = 0;        // not yet covered by a checkpoint
+  int64_t journal_rows = 0;  // not yet covered by a checkpoint
   int64_t journal_bytes = 0;
   int64_t checkpoint_seq = 0;
-  int64_t file_bytes = 0;          // database + WAL
+  int64_t file_bytes = 0;  // database + WAL
   std::vector<PipelineStatus> pipelines;
   std::optional<ConfigRecord> config;
   std::vector<std::pair<std::string, int64_t>> counters;
@@ -239,11 +249,14 @@ class StoreReader : public StateReader {
   // Journal rows with seq > after_seq, in seq order.
   Status ForEachJournal(int64_t after_seq, const std::function<Status(const Message&)>& fn);
   // StateReader: every state row of the pipeline, ordered by kind then id.
-  Status ForEach(std::string_view pipeline_id,
-                 const std::function<Status(char, std::string_view, std::string_view)>& fn)
-      override;
-  Status ForEachDedup(const std::function<Status(std::string_view device,
-                                                 std::string_view blob)>& fn);
+  Status ForEach(
+      std::string_view pipeline_id,
+      const std::function<Status(char, std::string_view, std::string_view)>& fn) override;
+  // One state row (a spilled key loaded back), or nullopt.
+  Result<std::optional<std::string>> GetState(std::string_view pipeline_id, char kind,
+                                              std::string_view id);
+  Status ForEachDedup(
+      const std::function<Status(std::string_view device, std::string_view blob)>& fn);
   Result<std::vector<PipelineRecord>> Pipelines();  // ordered by name
   Result<std::optional<ConfigRecord>> LastConfig();
 

@@ -11,7 +11,7 @@ using storage_internal::Stmt;
 
 struct StoreReader::Impl {
   std::unique_ptr<Db> db;
-  Stmt read_outbox, read_newest, state_rows, journal_tail;
+  Stmt read_outbox, read_newest, state_rows, state_row, journal_tail;
   int schema_version = 0;
 
   Status PrepareOnce(Stmt* s, const char* sql) {
@@ -96,8 +96,7 @@ Status StoreReader::ForEach(
     std::string_view pipeline_id,
     const std::function<Status(char, std::string_view, std::string_view)>& fn) {
   RETURN_IF_ERROR(impl_->PrepareOnce(
-      &impl_->state_rows,
-      "SELECT kind, id, blob FROM state WHERE pipeline = ? ORDER BY kind, id"));
+      &impl_->state_rows, "SELECT kind, id, blob FROM state WHERE pipeline = ? ORDER BY kind, id"));
   Stmt& s = impl_->state_rows;
   s.BindText(1, pipeline_id);
   int rc;
@@ -110,6 +109,24 @@ Status StoreReader::ForEach(
   if (st.ok() && rc != SQLITE_DONE) st = impl_->db->Error(rc, "recovery: read state");
   s.Reset();
   return st;
+}
+
+Result<std::optional<std::string>> StoreReader::GetState(std::string_view pipeline_id, char kind,
+                                                         std::string_view id) {
+  RETURN_IF_ERROR(impl_->PrepareOnce(
+      &impl_->state_row, "SELECT blob FROM state WHERE pipeline = ? AND kind = ? AND id = ?"));
+  Stmt& s = impl_->state_row;
+  s.BindText(1, pipeline_id);
+  s.BindText(2, std::string_view(&kind, 1));
+  s.BindBlob(3, id);
+  int rc = s.Step();
+  std::optional<std::string> out;
+  if (rc == SQLITE_ROW) out = std::string(s.Text(0));
+  Status st =
+      rc == SQLITE_ROW || rc == SQLITE_DONE ? Status::Ok() : impl_->db->Error(rc, "read state row");
+  s.Reset();
+  if (!st.ok()) return st;
+  return out;
 }
 
 Status StoreReader::ForEachDedup(
@@ -141,8 +158,7 @@ Result<std::vector<PipelineRecord>> StoreReader::Pipelines() {
 }
 
 Result<std::optional<ConfigRecord>> StoreReader::LastConfig() {
-  auto s = impl_->db->Prepare(
-      "SELECT text, applied_ms FROM config ORDER BY version DESC LIMIT 1");
+  auto s = impl_->db->Prepare("SELECT text, applied_ms FROM config ORDER BY version DESC LIMIT 1");
   if (!s.ok()) return s.status();
   int rc = s->Step();
   if (rc == SQLITE_ROW) {
@@ -165,8 +181,8 @@ Status StoreReader::ReadOutbox(int64_t after_pos, int64_t upto_pos, int limit,
 }
 
 Status StoreReader::ReadNewest(int limit, std::vector<OutboxRow>* rows) {
-  static const std::string sql = std::string("SELECT ") + kOutboxColumns +
-                                 " FROM outbox ORDER BY pos DESC LIMIT ?";
+  static const std::string sql =
+      std::string("SELECT ") + kOutboxColumns + " FROM outbox ORDER BY pos DESC LIMIT ?";
   RETURN_IF_ERROR(impl_->PrepareOnce(&impl_->read_newest, sql.c_str()));
   Stmt& s = impl_->read_newest;
   s.Bind(1, limit);
@@ -192,7 +208,8 @@ Result<StoreStatus> StoreReader::ReadStatus(int64_t now_ms) {
     out.outbox_rows = s->Int(0);
     out.outbox_bytes = s->Int(1);
     out.oldest_enqueued_ms = s->IsNull(2) ? 0 : s->Int(2);
-    out.oldest_age_ms = out.oldest_enqueued_ms ? std::max<int64_t>(0, now_ms - out.oldest_enqueued_ms) : 0;
+    out.oldest_age_ms =
+        out.oldest_enqueued_ms ? std::max<int64_t>(0, now_ms - out.oldest_enqueued_ms) : 0;
     out.loss_records = s->Int(3);
     auto j = db->Prepare(
         "SELECT count(*), total(length(payload)) FROM journal WHERE seq > "
@@ -208,7 +225,8 @@ Result<StoreStatus> StoreReader::ReadStatus(int64_t now_ms) {
       std::string_view k = m->Text(0);
       if (k == "checkpoint") out.checkpoint_seq = m->Int(1);
       if (k == "lost_total") out.lost_total = m->Int(1);
-      if (k.substr(0, 8) == "counter.") out.counters.emplace_back(std::string(k.substr(8)), m->Int(1));
+      if (k.substr(0, 8) == "counter.")
+        out.counters.emplace_back(std::string(k.substr(8)), m->Int(1));
     }
     if (rc != SQLITE_DONE) return db->Error(rc, "status: meta");
     auto pipelines = Pipelines();

@@ -77,6 +77,21 @@ TEST(StoreSchema, CreatedOnOpenAndReopened) {
   EXPECT_EQ(store->stats().outbox_rows, 1);
 }
 
+TEST(StoreSchema, OneWriterPerFile) {
+  TempDir dir;
+  auto o = Options(dir);
+  auto first = OpenOrDie(o);
+  ASSERT_TRUE(first);
+  auto second = Store::Open(o);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(second.status().message().find("another weir"), std::string::npos);
+  // Readers are never locked out.
+  EXPECT_TRUE(StoreReader::Open(o.path, true).ok());
+  first->Close();
+  EXPECT_TRUE(Store::Open(o).ok());
+}
+
 TEST(StoreSchema, RefusesNewerSchemaAndForeignFiles) {
   TempDir dir;
   auto o = Options(dir);
@@ -138,8 +153,8 @@ TEST(StoreCommit, OneBatchWritesEverythingTogether) {
   ASSERT_TRUE(reader
                   ->ForEach("climate",
                             [&](char kind, std::string_view id, std::string_view blob) {
-                              seen.push_back(std::string(1, kind) + ":" + std::string(id) +
-                                             "=" + std::string(blob));
+                              seen.push_back(std::string(1, kind) + ":" + std::string(id) + "=" +
+                                             std::string(blob));
                               return Status::Ok();
                             })
                   .ok());
@@ -154,6 +169,13 @@ TEST(StoreCommit, OneBatchWritesEverythingTogether) {
                             })
                   .ok());
   EXPECT_EQ(seen, (std::vector<std::string>{"dd92"}));
+
+  auto one = reader->GetState("climate", 'k', "d1");
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one->value_or("<none>"), "K1");
+  auto gone = reader->GetState("climate", 'k', "d2");
+  ASSERT_TRUE(gone.ok());
+  EXPECT_FALSE(gone->has_value());
 
   std::string dedup;
   ASSERT_TRUE(reader
@@ -175,8 +197,7 @@ TEST(StoreCommit, OneBatchWritesEverythingTogether) {
   EXPECT_EQ((*config)->applied_ms, 7);
   auto status = reader->ReadStatus(1700000005000);
   ASSERT_TRUE(status.ok());
-  EXPECT_EQ(status->counters,
-            (std::vector<std::pair<std::string, int64_t>>{{"readings", 42}}));
+  EXPECT_EQ(status->counters, (std::vector<std::pair<std::string, int64_t>>{{"readings", 42}}));
   EXPECT_EQ(status->oldest_age_ms, 5000);
 
   // A changed definition: generation 1, the old state cleared, the config history grows.
@@ -235,9 +256,9 @@ TEST(StoreOutbox, EnqueueIsIdempotentAndDeleteNeedsTheRev) {
   ASSERT_TRUE(DeleteAndWait(store.get(), {{2, 1}, {3, 2}}).status.ok());
   CommitBatch c;
   c.outbox.push_back(MakeResult("gw-01/climate/d1/60000", 0, 60000, 120000));
-  EXPECT_EQ(CommitAndWait(store.get(), std::move(c)).outbox_positions,
-            (std::vector<int64_t>{4}));
-  EXPECT_EQ(store->stats().outbox_bytes, static_cast<int64_t>(AllRows(reader.get())[0].payload.size()));
+  EXPECT_EQ(CommitAndWait(store.get(), std::move(c)).outbox_positions, (std::vector<int64_t>{4}));
+  EXPECT_EQ(store->stats().outbox_bytes,
+            static_cast<int64_t>(AllRows(reader.get())[0].payload.size()));
 }
 
 TEST(StoreOutbox, ReadsOldestFirstAndNewest) {
@@ -318,8 +339,8 @@ TEST(StoreJournal, BatchDurabilityRowsAndCheckpointTrim) {
   CommitBatch fwd;
   fwd.checkpoint_seq = 5;
   EXPECT_EQ(CommitAndWait(store.get(), std::move(fwd)).checkpoint_seq, 5);
-  EXPECT_EQ(QueryText(o.path, "SELECT count(*) FROM journal"), "0");
-  // Seqs continue after the journal was trimmed empty.
+  // Everything is covered; only the newest row stays, so seqs keep growing.
+  EXPECT_EQ(QueryText(o.path, "SELECT group_concat(seq) FROM journal"), "5");
   CommitBatch more;
   more.journal.push_back({2000, "t", "x"});
   EXPECT_EQ(CommitAndWait(store.get(), std::move(more)).journal_seqs, (std::vector<int64_t>{6}));
@@ -351,8 +372,7 @@ void Fill(Store* store, int64_t* next, int batches) {
     CommitBatch batch;
     for (int i = 0; i < 10; ++i, ++*next) {
       batch.outbox.push_back(MakeResult("gw-01/climate/d1/" + std::to_string(*next), 0,
-                                        *next * 1000, *next * 1000 + 1000,
-                                        std::string(1000, 'x')));
+                                        *next * 1000, *next * 1000 + 1000, std::string(1000, 'x')));
     }
     CommitResult r = CommitAndWait(store, std::move(batch));
     ASSERT_TRUE(r.status.ok()) << r.status.ToString();
@@ -400,8 +420,8 @@ TEST(StoreOnFull, DropOldestWritesOneLossRecordPerContiguousRange) {
   // the middle of the range (the first drop), the record itself.
   EXPECT_EQ(l.lost, l.last - (loss_pos < l.last ? 1 : 0));
   EXPECT_EQ(results.front().pos, l.last + 1);  // nothing between dropped and pending
-  EXPECT_EQ(l.from, 0);                // window of result 0
-  EXPECT_EQ(l.to, l.lost * 1000);      // end of result lost-1's window
+  EXPECT_EQ(l.from, 0);                        // window of result 0
+  EXPECT_EQ(l.to, l.lost * 1000);              // end of result lost-1's window
   EXPECT_EQ(l.lost + static_cast<int64_t>(results.size()), next);
   EXPECT_EQ(store->stats().lost_total, l.lost);
   EXPECT_GT(l.lost, 200);
@@ -514,8 +534,8 @@ TEST(StoreOnFull, BlockRefusesGrowthUntilRowsAreDeleted) {
   for (int b = 0; b < 200; ++b) {
     CommitBatch batch;
     for (int i = 0; i < 10; ++i, ++next) {
-      batch.outbox.push_back(MakeResult("gw-01/climate/d1/" + std::to_string(next), 0,
-                                        next * 1000, next * 1000 + 1000, std::string(1000, 'x')));
+      batch.outbox.push_back(MakeResult("gw-01/climate/d1/" + std::to_string(next), 0, next * 1000,
+                                        next * 1000 + 1000, std::string(1000, 'x')));
     }
     CommitResult r = CommitAndWait(store.get(), std::move(batch));
     if (!r.status.ok()) {
@@ -658,46 +678,67 @@ TEST(StoreErrors, TooSmallMaxBytesIsInvalid) {
 }
 
 // A real full file system: a 1MB tmpfs (needs CAP_SYS_ADMIN; skipped elsewhere).
-TEST(StoreErrors, RealEnospcOnTinyTmpfs) {
-  TempDir dir;
-  std::string mnt = dir.file("mnt");
-  std::filesystem::create_directory(mnt);
-  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m") != 0) {
-    GTEST_SKIP() << "cannot mount a tmpfs here";
+class TinyTmpfs {
+ public:
+  explicit TinyTmpfs(const TempDir& dir) : path_(dir.file("mnt")) {
+    std::filesystem::create_directory(path_);
+    mounted_ = ::mount("tmpfs", path_.c_str(), "tmpfs", 0, "size=1m") == 0;
   }
-  struct Unmount {
-    std::string p;
-    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
-  } unmount{mnt};
-  StoreOptions o;
-  o.path = mnt + "/weir.db";
-  o.max_bytes = 0;  // unbounded: the file system is the limit
-  o.on_full = OnFull::kBlock;
-  auto store = OpenOrDie(o);
-  ASSERT_TRUE(store);
+  ~TinyTmpfs() {
+    if (mounted_) ::umount2(path_.c_str(), MNT_DETACH);
+  }
+  bool mounted() const { return mounted_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  bool mounted_ = false;
+};
+
+// Fills the store until a commit fails; returns the failure.
+CommitResult FillUntilFailure(Store* store) {
   int64_t next = 0;
-  CommitResult failed;
-  for (int b = 0; b < 200; ++b) {
+  for (int b = 0; b < 400; ++b) {
     CommitBatch batch;
     for (int i = 0; i < 10; ++i, ++next) {
-      batch.outbox.push_back(MakeResult("gw/p/d/" + std::to_string(next), 0, 0, 1,
-                                        std::string(1000, 'x')));
+      batch.outbox.push_back(
+          MakeResult("gw/p/d/" + std::to_string(next), 0, 0, 1, std::string(1000, 'x')));
     }
-    CommitResult r = CommitAndWait(store.get(), std::move(batch));
-    if (!r.status.ok()) {
-      failed = std::move(r);
-      break;
-    }
+    CommitResult r = CommitAndWait(store, std::move(batch));
+    if (!r.status.ok()) return r;
   }
+  return CommitResult();
+}
+
+void ExpectEnospcHandled(OnFull on_full, int64_t max_bytes) {
+  TempDir dir;
+  TinyTmpfs fs(dir);
+  if (!fs.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here";
+  StoreOptions o;
+  o.path = fs.path() + "/weir.db";
+  o.max_bytes = max_bytes;
+  o.on_full = on_full;
+  o.gateway = "gw";
+  auto store = OpenOrDie(o);
+  ASSERT_TRUE(store);
+  CommitResult failed = FillUntilFailure(store.get());
   ASSERT_EQ(failed.status.code(), StatusCode::kResourceExhausted) << failed.status.ToString();
   EXPECT_NE(failed.status.message().find("free space"), std::string::npos);
   EXPECT_EQ(failed.batch.outbox.size(), 10u);
+  // The disk filled before max_bytes: nothing was dropped for it.
+  EXPECT_EQ(store->stats().lost_total, 0);
   int64_t rows = store->stats().outbox_rows;
   store->Close();
   store.reset();
   // Everything committed before the failure is intact.
   EXPECT_EQ(QueryText(o.path, "PRAGMA integrity_check"), "ok");
   EXPECT_EQ(QueryText(o.path, "SELECT count(*) FROM outbox"), std::to_string(rows));
+}
+
+TEST(StoreErrors, RealEnospcOnTinyTmpfsUnbounded) { ExpectEnospcHandled(OnFull::kBlock, 0); }
+
+TEST(StoreErrors, RealEnospcWithDropOldestIsReported) {
+  ExpectEnospcHandled(OnFull::kDropOldest, 64 * 1024 * 1024);
 }
 
 // --- read-only open ---------------------------------------------------------

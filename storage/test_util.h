@@ -49,7 +49,7 @@ inline DeleteResult DeleteAndWait(Store* store, std::vector<OutboxKey> keys) {
 }
 
 inline OutboxEntry MakeResult(const std::string& id, int64_t rev, int64_t start, int64_t end,
-                          std::string payload = "") {
+                              std::string payload = "") {
   OutboxEntry e;
   e.kind = OutboxKind::kResult;
   e.id = id;
