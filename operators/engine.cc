@@ -901,6 +901,8 @@ void PipelineOperator::CollectDue(int32_t ki) {
   int64_t key_wm = KeyWatermark(k);
   for (int32_t wi : k.windows) {
     Window& w = windows_[static_cast<size_t>(wi)];
+    // Time windows are sorted by end too: nothing later is due.
+    if (!is_session() && FireTime(w) > key_wm) break;
     if (w.dirty || w.rev >= 0 || FireTime(w) > key_wm) continue;
     w.rev = 0;
     emissions_.push_back({w.end, w.start, ki, wi, 0});
@@ -911,8 +913,15 @@ void PipelineOperator::CollectDue(int32_t ki) {
 void PipelineOperator::Purge(int32_t ki, int64_t key_wm) {
   KeyState& k = keys_[static_cast<size_t>(ki)];
   size_t kept = 0;
-  for (int32_t wi : k.windows) {
+  size_t n = k.windows.size();
+  for (size_t i = 0; i < n; ++i) {
+    int32_t wi = k.windows[i];
     const Window& w = windows_[static_cast<size_t>(wi)];
+    if (!is_session() && key_wm < FireTime(w) + et_.allowed_lateness_ms) {
+      // Sorted by end: none of the rest is purgeable either.
+      for (; i < n; ++i) k.windows[kept++] = k.windows[i];
+      break;
+    }
     if (!w.dirty && w.rev >= 0 && key_wm >= FireTime(w) + et_.allowed_lateness_ms) {
       ReleaseWindow(wi);
       k.changed = true;
@@ -928,6 +937,8 @@ void PipelineOperator::RecomputeDeadline(KeyState& k) {
   k.next_deadline = kPosInf;
   for (int32_t wi : k.windows) {
     const Window& w = windows_[static_cast<size_t>(wi)];
+    // Time windows are sorted by end, and a deadline is never before the end.
+    if (!is_session() && FireTime(w) >= k.next_deadline) break;
     if (w.dirty) continue;  // the dirty list watches it
     int64_t t = FireTime(w);
     if (w.rev >= 0) t += et_.allowed_lateness_ms;
@@ -1113,13 +1124,13 @@ bool PipelineOperator::AddToTimeWindows(int32_t ki, const Reading& r, int64_t ts
       dropped = true;
       continue;
     }
-    int32_t wi = -1;
-    for (int32_t cand : keys_[static_cast<size_t>(ki)].windows) {
-      if (windows_[static_cast<size_t>(cand)].start == s) {
-        wi = cand;
-        break;
-      }
-    }
+    // The key's windows are sorted by start: binary search (group keys
+    // held back by a slow device can hold hundreds).
+    const std::vector<int32_t>& list = keys_[static_cast<size_t>(ki)].windows;
+    auto it = std::lower_bound(list.begin(), list.end(), s, [this](int32_t w, int64_t start) {
+      return windows_[static_cast<size_t>(w)].start < start;
+    });
+    int32_t wi = (it != list.end() && windows_[static_cast<size_t>(*it)].start == s) ? *it : -1;
     if (wi < 0) {
       wi = AcquireWindow(ki);
       Window& w = windows_[static_cast<size_t>(wi)];
