@@ -22,8 +22,9 @@ class MemoryState : public StateWriter, public StateReader {
     rows.erase({std::string(pipeline), kind, std::string(id)});
     ++erases;
   }
-  Status ForEach(std::string_view pipeline,
-                 const std::function<Status(char, std::string_view, std::string_view)>& fn) override {
+  Status ForEach(
+      std::string_view pipeline,
+      const std::function<Status(char, std::string_view, std::string_view)>& fn) override {
     for (const auto& [k, blob] : rows) {
       if (std::get<0>(k) != pipeline) continue;
       RETURN_IF_ERROR(fn(std::get<1>(k), std::get<2>(k), blob));

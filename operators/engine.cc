@@ -6,6 +6,8 @@
 // string_view. Freed windows and sketches go to free lists and keep their
 // buffers, and every per-step scratch vector is a member, so once the pools
 // have grown to the working set a reading allocates nothing.
+#include "operators/engine.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -15,7 +17,6 @@
 
 #include "core/text.h"
 #include "operators/aggregates.h"
-#include "operators/engine.h"
 #include "operators/engine_internal.h"
 #include "operators/quantile_sketch.h"
 #include "operators/state_codec.h"
@@ -117,8 +118,8 @@ struct DeviceState {
   bool has_lag = false;  // an accepted reading arrived (idleness needs lag_d)
   int64_t last_arrival = 0;
   bool online = true;
-  bool seen = false;  // sent this pipeline a reading (counts for wm_p)
-  bool idle = false;  // silent past its timeout (5.2) as of the last time-advance step
+  bool seen = false;          // sent this pipeline a reading (counts for wm_p)
+  bool idle = false;          // silent past its timeout (5.2) as of the last time-advance step
   bool in_idle_list = false;  // exhaustive mode only
   // While idle, wm_d is raised lazily: wm_d = max(wm, now - lag - ooo) (see
   // EffectiveWm). Group pipelines: `ramping` once now - lag - ooo >= wm, so
@@ -155,8 +156,8 @@ struct Window {
 struct KeyState {
   int32_t device = -1;  // when the key contains `device`: whose wm closes it
   std::vector<std::string> values;
-  std::string id_part;           // values percent-encoded, joined by ","; "*" for key []
-  std::vector<int32_t> windows;  // sorted by start
+  std::string id_part;              // values percent-encoded, joined by ","; "*" for key []
+  std::vector<int32_t> windows;     // sorted by start
   int64_t next_deadline = kPosInf;  // lower bound of the key wm at which something is due
   uint64_t mark = 0;                // step stamp: already a candidate in this step
   bool changed = false;
@@ -183,12 +184,18 @@ struct WhereSpec {
 template <typename T>
 bool Compare(const T& a, CompareOp op, const T& b) {
   switch (op) {
-    case CompareOp::kLt: return a < b;
-    case CompareOp::kLe: return a <= b;
-    case CompareOp::kGt: return a > b;
-    case CompareOp::kGe: return a >= b;
-    case CompareOp::kEq: return a == b;
-    case CompareOp::kNe: return !(a == b);
+    case CompareOp::kLt:
+      return a < b;
+    case CompareOp::kLe:
+      return a <= b;
+    case CompareOp::kGt:
+      return a > b;
+    case CompareOp::kGe:
+      return a >= b;
+    case CompareOp::kEq:
+      return a == b;
+    case CompareOp::kNe:
+      return !(a == b);
   }
   return false;
 }
@@ -313,7 +320,7 @@ class PipelineOperator {
   uint64_t emit_seq_ = 0;
   int64_t wm_p_ = kNegInf;
   bool wm_p_raised_ = false;
-  MinTree eligible_wm_;  // wm_d of eligible devices, kPosInf for the others and ramping ones
+  MinTree eligible_wm_;    // wm_d of eligible devices, kPosInf for the others and ramping ones
   MinTree ramp_neg_cost_;  // -(lag + ooo) of ramping eligible devices, kPosInf for the others
   struct Queue {
     int32_t head = -1;
@@ -326,7 +333,7 @@ class PipelineOperator {
     uint32_t epoch;
     bool operator>(const Wake& o) const { return at > o.at; }
   };
-  std::vector<Wake> wakes_;  // min-heap
+  std::vector<Wake> wakes_;             // min-heap
   int64_t min_key_deadline_ = kPosInf;  // group keys: min next_deadline over keys
   bool exhaustive_ = false;
   SpillStore* spill_ = nullptr;
@@ -344,7 +351,7 @@ class PipelineOperator {
   std::vector<int32_t> free_windows_;
   std::vector<QuantileSketch> sketches_;
   std::vector<int32_t> free_sketches_;
-  std::vector<int32_t> dirty_;  // windows with dirty set
+  std::vector<int32_t> dirty_;            // windows with dirty set
   std::vector<std::string> erased_keys_;  // persisted keys dropped since the last checkpoint
 
   // Per-step scratch.
@@ -877,10 +884,12 @@ bool PipelineOperator::EndStep(EngineOutput* out) {
   if (!key_has_device_) {
     if (scanned) {
       min_key_deadline_ = kPosInf;
-      for (const KeyState& k : keys_) min_key_deadline_ = std::min(min_key_deadline_, k.next_deadline);
+      for (const KeyState& k : keys_)
+        min_key_deadline_ = std::min(min_key_deadline_, k.next_deadline);
     } else {
       for (int32_t ki : candidates_) {
-        min_key_deadline_ = std::min(min_key_deadline_, keys_[static_cast<size_t>(ki)].next_deadline);
+        min_key_deadline_ =
+            std::min(min_key_deadline_, keys_[static_cast<size_t>(ki)].next_deadline);
       }
     }
   }
@@ -1592,10 +1601,14 @@ Status PipelineOperator::Restore(StateReader* reader) {
   Status st = reader->ForEach(
       storage_id_, [this](char kind, std::string_view id, std::string_view blob) -> Status {
         switch (kind) {
-          case 'p': return DecodePipeline(blob);
-          case 'd': return DecodeDevice(id, blob);
-          case 'k': return DecodeKeyState(blob, /*from_spill=*/false);
-          default: return DataLoss("unknown state row kind");
+          case 'p':
+            return DecodePipeline(blob);
+          case 'd':
+            return DecodeDevice(id, blob);
+          case 'k':
+            return DecodeKeyState(blob, /*from_spill=*/false);
+          default:
+            return DataLoss("unknown state row kind");
         }
       });
   if (!st.ok()) return st;
@@ -1626,7 +1639,8 @@ void PipelineOperator::RebuildAfterRestore() {
     if (d.has_lag) order.push_back(di);
   }
   std::stable_sort(order.begin(), order.end(), [this](int32_t a, int32_t b) {
-    return devices_[static_cast<size_t>(a)].last_arrival < devices_[static_cast<size_t>(b)].last_arrival;
+    return devices_[static_cast<size_t>(a)].last_arrival <
+           devices_[static_cast<size_t>(b)].last_arrival;
   });
   queues_[0] = queues_[1] = Queue{};
   for (int32_t di : order) QueuePush(di);
@@ -1679,7 +1693,7 @@ class EngineImpl : public Engine {
 }  // namespace
 
 Result<std::unique_ptr<Engine>> Engine::Create(const Config& config,
-                                                const std::vector<int64_t>& generations) {
+                                               const std::vector<int64_t>& generations) {
   return CreateEngine(config, generations, /*exhaustive=*/false);
 }
 
@@ -1702,7 +1716,8 @@ Result<std::unique_ptr<Engine>> CreateEngine(const Config& config,
     } else {
       int64_t hop = w.type == WindowType::kTumbling ? w.size_ms : w.hop_ms;
       if (w.size_ms <= 0 || hop <= 0 || w.size_ms % hop != 0) {
-        return InvalidArgument("pipeline " + p.name + ": window size must be a positive multiple of hop");
+        return InvalidArgument("pipeline " + p.name +
+                               ": window size must be a positive multiple of hop");
       }
     }
     for (const AggregateConfig& a : p.aggregates) {

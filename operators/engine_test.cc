@@ -66,8 +66,8 @@ TEST(Watermark, ClockOffsetCorrection) {
     r.sent_at_ms = sent_at;
     t.engine().OnReading(r, now, &t);
   };
-  send(3601000, 1000, true, 1000);  // offset 3600000: ts 3601000
-  send(3602000, 2000, false, 0);    // offset kept: ts 3602000
+  send(3601000, 1000, true, 1000);     // offset 3600000: ts 3601000
+  send(3602000, 2000, false, 0);       // offset kept: ts 3602000
   send(3700000, 61000, true, 100000);  // offset 3600000: ts 3661000, fires
   EXPECT_EQ(t.lines, V{Res("gw/p/d1/3600000", 0, R"({"device":"d1"})", 3600000, 3660000, 2,
                            R"({"n":2,"a_n":0})")});
@@ -83,7 +83,7 @@ TEST(Idle, QuietDeviceReleasedAfterIdleTimeout) {
   t.Data(5000, "d1", 1000);  // lag 4000
   t.Tick(64999);             // silent 59999 ms: not idle
   EXPECT_EQ(t.lines, V{});
-  t.Tick(65000);             // idle: wm = 65000 - 4000 = 61000 >= 60000
+  t.Tick(65000);  // idle: wm = 65000 - 4000 = 61000 >= 60000
   EXPECT_EQ(t.lines, V{D1(0, 0, 1)});
 }
 
@@ -117,7 +117,7 @@ TEST(Idle, OfflineSixHoursReplayingBacklog) {
   t.Status(6 * 3600000LL + 50000, "d1", true);
   int64_t base = 6 * 3600000LL + 60000;
   t.Data(base, "d1", 40000);
-  t.Data(base + 1, "d1", 70000);   // wm 70000: [0,60000) fires with 3
+  t.Data(base + 1, "d1", 70000);  // wm 70000: [0,60000) fires with 3
   t.Data(base + 2, "d1", 100000);
   t.Data(base + 3, "d1", 130000);  // [60000,120000) fires with 2
   EXPECT_EQ(t.lines, (V{D1(0, 0, 3), D1(60000, 0, 2)}));
@@ -283,10 +283,10 @@ TEST(Windows, OffsetAndNegativeTimestamps) {
   t.Data(1000, "d1", -1000);  // [-45000, 15000)
   t.Data(1000, "d1", 20000);  // [15000, 75000)
   t.Drain();
-  EXPECT_EQ(t.lines, (V{Res("gw/p/d1/-45000", 0, R"({"device":"d1"})", -45000, 15000, 1,
-                            R"({"n":1,"a_n":0})"),
-                        Res("gw/p/d1/15000", 0, R"({"device":"d1"})", 15000, 75000, 1,
-                            R"({"n":1,"a_n":0})")}));
+  EXPECT_EQ(
+      t.lines,
+      (V{Res("gw/p/d1/-45000", 0, R"({"device":"d1"})", -45000, 15000, 1, R"({"n":1,"a_n":0})"),
+         Res("gw/p/d1/15000", 0, R"({"device":"d1"})", 15000, 75000, 1, R"({"n":1,"a_n":0})")}));
 }
 
 // 5.6: max_duration splits sessions; a reading joins the latest-starting one.
@@ -305,10 +305,11 @@ TEST(Sessions, MaxDuration) {
   t.Data(4000, "d1", 130000);  // would span 130000: new S2
   t.Data(5000, "d1", 150000);  // matches both; all would span 150000: joins S2
   t.Data(6000, "d1", 400000);
-  EXPECT_EQ(t.lines, (V{Res("gw/p/d1/0", 0, R"({"device":"d1"})", 0, 100000, 3,
-                            R"({"n":3,"a_n":0})", "p", 100000),
-                        Res("gw/p/d1/130000", 0, R"({"device":"d1"})", 130000, 150000, 2,
-                            R"({"n":2,"a_n":0})", "p", 20000)}));
+  EXPECT_EQ(
+      t.lines,
+      (V{Res("gw/p/d1/0", 0, R"({"device":"d1"})", 0, 100000, 3, R"({"n":3,"a_n":0})", "p", 100000),
+         Res("gw/p/d1/130000", 0, R"({"device":"d1"})", 130000, 150000, 2, R"({"n":2,"a_n":0})",
+             "p", 20000)}));
 }
 
 // 5.6: a late reading bridging two emitted sessions: the later-emitted is
@@ -327,13 +328,12 @@ TEST(Sessions, MergeWithRetraction) {
   t.Data(2000, "d1", 15000, {{"temp", 2}});  // S1 fires (wm 15000 >= 10000)
   t.Data(3000, "d1", 40000, {{"temp", 3}});  // S2 [15000] fires (25000)
   t.Data(4000, "d1", 8000, {{"temp", 4}});   // joins S1 and S2: merged, dwm 40000 >= 25000
-  EXPECT_EQ(t.lines,
-            (V{Res("gw/p/d1/0", 0, R"({"device":"d1"})", 0, 0, 1, R"({"n":1,"s":1})", "p", 0),
-               Res("gw/p/d1/15000", 0, R"({"device":"d1"})", 15000, 15000, 1, R"({"n":1,"s":2})",
-                   "p", 0),
-               R"({"id":"gw/p/d1/15000","rev":1,"retracted":true})",
-               Res("gw/p/d1/0", 1, R"({"device":"d1"})", 0, 15000, 3, R"({"n":3,"s":7})", "p",
-                   15000)}));
+  EXPECT_EQ(
+      t.lines,
+      (V{Res("gw/p/d1/0", 0, R"({"device":"d1"})", 0, 0, 1, R"({"n":1,"s":1})", "p", 0),
+         Res("gw/p/d1/15000", 0, R"({"device":"d1"})", 15000, 15000, 1, R"({"n":1,"s":2})", "p", 0),
+         R"({"id":"gw/p/d1/15000","rev":1,"retracted":true})",
+         Res("gw/p/d1/0", 1, R"({"device":"d1"})", 0, 15000, 3, R"({"n":3,"s":7})", "p", 15000)}));
   EXPECT_EQ(t.engine().counters(0).retractions, 1);
 }
 
@@ -356,10 +356,10 @@ TEST(Results, OrderAndIds) {
     return Res("gw/a/" + r + "/" + std::to_string(start), 0, "{\"room\":\"" + r + "\"}", start,
                start + 60000, n, "{\"n\":" + std::to_string(n) + ",\"a_n\":0}", "a");
   };
-  EXPECT_EQ(t.lines, (V{room("", 0, 1), room("r1", 0, 1), room("r2", 0, 1), room("r1", 60000, 1),
-                        Res("gw/b~2/*/0", 0, "{}", 0, 60000, 3, R"({"n":3,"a_n":0})", "b"),
-                        Res("gw/b~2/*/60000", 0, "{}", 60000, 120000, 1, R"({"n":1,"a_n":0})",
-                            "b")}));
+  EXPECT_EQ(t.lines,
+            (V{room("", 0, 1), room("r1", 0, 1), room("r2", 0, 1), room("r1", 60000, 1),
+               Res("gw/b~2/*/0", 0, "{}", 0, 60000, 3, R"({"n":3,"a_n":0})", "b"),
+               Res("gw/b~2/*/60000", 0, "{}", 60000, 120000, 1, R"({"n":1,"a_n":0})", "b")}));
 }
 
 // DESIGN 4 `where`: all conditions; a missing field fails; attributes compare text.
@@ -393,14 +393,14 @@ TEST(Where, ConditionsFieldsAndAttributes) {
 TEST(Aggregates, EveryKindInOneWindow) {
   Config c = ExampleConfig();
   PipelineConfig p = ExamplePipeline();
-  p.aggregates = {Agg("n", AggregateKind::kCount, "*"),   Agg("nt", AggregateKind::kCount, "temp"),
-                  Agg("na", AggregateKind::kCount, "amps"), Agg("sum", AggregateKind::kSum, "temp"),
-                  Agg("min", AggregateKind::kMin, "temp"), Agg("max", AggregateKind::kMax, "temp"),
-                  Agg("avg", AggregateKind::kAvg, "temp"), Agg("first", AggregateKind::kFirst, "temp"),
-                  Agg("last", AggregateKind::kLast, "temp"), Agg("delta", AggregateKind::kDelta, "temp"),
-                  Agg("sd", AggregateKind::kStddev, "temp"),
-                  Agg("p50", AggregateKind::kQuantile, "temp", 0.5),
-                  Agg("asum", AggregateKind::kSum, "amps")};
+  p.aggregates = {
+      Agg("n", AggregateKind::kCount, "*"),      Agg("nt", AggregateKind::kCount, "temp"),
+      Agg("na", AggregateKind::kCount, "amps"),  Agg("sum", AggregateKind::kSum, "temp"),
+      Agg("min", AggregateKind::kMin, "temp"),   Agg("max", AggregateKind::kMax, "temp"),
+      Agg("avg", AggregateKind::kAvg, "temp"),   Agg("first", AggregateKind::kFirst, "temp"),
+      Agg("last", AggregateKind::kLast, "temp"), Agg("delta", AggregateKind::kDelta, "temp"),
+      Agg("sd", AggregateKind::kStddev, "temp"), Agg("p50", AggregateKind::kQuantile, "temp", 0.5),
+      Agg("asum", AggregateKind::kSum, "amps")};
   c.pipelines = {p};
   Transcript t(c);
   t.Data(1000, "d1", 3000, {{"temp", 4}});

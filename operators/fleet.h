@@ -101,8 +101,10 @@ inline std::vector<FleetEvent> MakeFleet(uint64_t seed, int devices, int steps) 
       e.kind = FleetEvent::kStatus;
       offline[d] = !offline[d];
       e.online = !offline[d];
-      if (offline[d]) offline_at[d] = now;
-      else backlog[d] = offline_at[d];  // replays what it measured while away
+      if (offline[d])
+        offline_at[d] = now;
+      else
+        backlog[d] = offline_at[d];  // replays what it measured while away
     } else {
       if (offline[d] || now < silent_until[d]) continue;
       if (d == 0 && u(rng) < 0.7) continue;  // device 0 reports rarely
