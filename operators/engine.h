@@ -43,14 +43,14 @@ class EngineOutput {
 
 // Counters per pipeline (DESIGN 7).
 struct PipelineCounters {
-  int64_t readings = 0;      // readings that reached the pipeline
-  int64_t filtered = 0;      // failed `where`
-  int64_t late_dropped = 0;  // per window a reading was dropped from
-  int64_t late_updates = 0;  // late readings added to a window (late: update)
-  int64_t results = 0;       // results emitted (incl. revisions)
+  int64_t readings = 0;       // readings that reached the pipeline
+  int64_t filtered = 0;       // failed `where`
+  int64_t late_dropped = 0;   // per window a reading was dropped from
+  int64_t late_updates = 0;   // late readings added to a window (late: update)
+  int64_t results = 0;        // results emitted (incl. revisions)
   int64_t retractions = 0;
-  int64_t open_windows = 0;  // windows/sessions currently held
-  int64_t keys = 0;          // keys currently held in memory
+  int64_t open_windows = 0;   // windows/sessions currently held
+  int64_t keys = 0;           // keys currently held in memory
   int64_t spilled_keys = 0;
   int64_t min_watermark = 0;  // lowest key watermark, for watermark-lag metrics
 };
@@ -71,9 +71,8 @@ class StateReader {
  public:
   virtual ~StateReader() = default;
   // Calls fn(kind, id, blob) for every row of the pipeline.
-  virtual Status ForEach(
-      std::string_view pipeline_id,
-      const std::function<Status(char, std::string_view, std::string_view)>& fn) = 0;
+  virtual Status ForEach(std::string_view pipeline_id,
+                         const std::function<Status(char, std::string_view, std::string_view)>& fn) = 0;
 };
 
 // Where keys beyond limits.max_keys go while they are idle (storage
