@@ -427,5 +427,105 @@ TEST(Aggregates, EveryKindInOneWindow) {
   EXPECT_TRUE(v["asum"].is_null());
 }
 
+PipelineConfig Sessions(int64_t gap, LatePolicy late, int64_t lateness) {
+  PipelineConfig p = ExamplePipeline();
+  p.window.type = WindowType::kSession;
+  p.window.gap_ms = gap;
+  p.event_time.late = late;
+  p.event_time.allowed_lateness_ms = lateness;
+  p.event_time.late_emit_delay_ms = 0;
+  return p;
+}
+std::string S1(int64_t start, int64_t end, int rev, int64_t count, int64_t id_start = -1) {
+  if (id_start < 0) id_start = start;
+  return Res("gw/p/d1/" + std::to_string(id_start), rev, R"({"device":"d1"})", start, end, count,
+             "{\"n\":" + std::to_string(count) + ",\"a_n\":0}", "p", end - start);
+}
+
+// 5.6: a late reading that starts a new session: a dirty session that emits
+// its revision 0 by the dirty rule, or dropped past allowed_lateness.
+TEST(Sessions, LateNewSessionDirtyOrDropped) {
+  Config c = ExampleConfig();
+  c.pipelines = {Sessions(10000, LatePolicy::kUpdate, 60000)};
+  Transcript t(c);
+  t.Data(1000, "d1", 0);
+  t.Data(2000, "d1", 100000);  // S [0] fires (and is purged: 100000 >= 0 + 10000 + 60000)
+  t.Data(3000, "d1", 50000);   // late (100000 >= 60000), within 120000: dirty, dwm past: rev 0
+  t.Data(4000, "d1", 30000);   // 100000 >= 30000 + 10000 + 60000: dropped
+  EXPECT_EQ(t.lines, (V{S1(0, 0, 0, 1), S1(50000, 50000, 0, 1)}));
+  EXPECT_EQ(t.engine().counters(0).late_dropped, 1);
+}
+
+// 5.6: with late side, a reading joining an emitted session is dropped and
+// handed out raw.
+TEST(Sessions, LateJoinWithSideIsDropped) {
+  Config c = ExampleConfig();
+  c.pipelines = {Sessions(10000, LatePolicy::kSide, 60000)};
+  Transcript t(c);
+  t.Data(1000, "d1", 0);
+  t.Data(2000, "d1", 15000);  // S [0] fires
+  t.Data(3000, "d1", 5000);   // joins the emitted session: late
+  t.Drain();
+  EXPECT_EQ(t.lines, (V{S1(0, 0, 0, 1), S1(15000, 15000, 0, 1)}));
+  EXPECT_EQ(t.side, V{"d1@5000"});
+}
+
+// 5.6: a merge that would exceed max_duration does not happen; the reading
+// joins the latest-starting matching session.
+TEST(Sessions, NoMergeBeyondMaxDuration) {
+  Config c = ExampleConfig();
+  PipelineConfig p = Sessions(10000, LatePolicy::kUpdate, 60000);
+  p.window.max_duration_ms = 30000;
+  c.pipelines = {p};
+  Transcript t(c);
+  t.Data(1000, "d1", 0);
+  t.Data(2000, "d1", 8000);   // S1 [0, 8000]
+  t.Data(3000, "d1", 22000);  // S2; wm 22000 >= 18000: S1 fires
+  t.Data(4000, "d1", 30000);  // S2 [22000, 30000]
+  t.Data(5000, "d1", 15000);  // matches both; [0, 30000] spans 30000: joins S2 only, not late
+  t.Drain();
+  EXPECT_EQ(t.lines, (V{S1(0, 8000, 0, 2), S1(15000, 30000, 0, 3)}));
+  EXPECT_EQ(t.engine().counters(0).late_updates, 0);
+}
+
+// `where` on an attribute with a number compares the key text.
+TEST(Where, NumberOnAnAttribute) {
+  Config c = ExampleConfig();
+  PipelineConfig p = ExamplePipeline({});
+  WhereCondition eq;
+  eq.name = "room";
+  eq.op = CompareOp::kEq;
+  eq.number = 5;
+  p.where = {eq};
+  c.pipelines = {p};
+  Transcript t(c);
+  t.Data(1000, "d1", 1000, {}, "a", "5");
+  t.Data(1000, "d1", 1001, {}, "a", "5.5");
+  t.Data(1000, "d1", 1002, {}, "a", nullptr);
+  t.Drain();
+  EXPECT_EQ(t.lines, V{All(0, 0, 1)});
+  EXPECT_EQ(t.engine().counters(0).filtered, 2);
+}
+
+// 5.2/5.4: an idle device's dirty window re-emits in a time-advance step even
+// though its data is not past the window's end.
+TEST(Idle, IdleDirtyDeviceEmitsInTimeAdvanceOnly) {
+  Config c = ExampleConfig();
+  c.pipelines = {ExamplePipeline({})};
+  c.pipelines[0].event_time.idle_timeout_ms = 10000;
+  c.pipelines[0].event_time.late_emit_delay_ms = 0;
+  Transcript t(c);
+  t.Data(1000, "d1", 1000);
+  t.Data(1000, "d2", 1000);
+  t.Data(2000, "d1", 61000);
+  t.Data(2000, "d2", 61000);  // wm_p 61000: rev 0
+  t.Data(3000, "d3", 5000);   // new device, late, dirty; dwm 5000
+  t.Data(12999, "d1", 62000);
+  t.Data(12999, "d2", 62000);
+  EXPECT_EQ(t.lines, V{All(0, 0, 2)});
+  t.Tick(13000);  // d3 silent 10 s: idle in this step
+  EXPECT_EQ(t.lines, (V{All(0, 0, 2), All(0, 1, 3)}));
+}
+
 }  // namespace
 }  // namespace weir::testing
