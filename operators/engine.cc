@@ -1,6 +1,22 @@
 // The event-time engine (DESIGN 5): per pipeline, per-device clocks and
 // watermarks, tumbling/hopping windows and sessions, lateness and revisions.
 //
+// A step (time advance, status, or one reading) first updates device state
+// (a reading is judged against the watermarks as they were before it), then
+// EndStep: recompute wm_p, collect what is due (windows whose key watermark
+// passed their end, dirty windows whose delay and device condition hold),
+// emit them sorted by (end, start, key values), then purge. Work per step is
+// kept proportional to what changes:
+//   - wm_p is the minimum of a segment tree over eligible devices;
+//   - a key is looked at only when its watermark reaches its next_deadline
+//     (the earliest end or purge time among its windows);
+//   - idle devices (5.2) are found at the front of arrival-ordered queues and
+//     their raised watermark, max(wm, now - lag - ooo), is evaluated lazily:
+//     device keys wake the device when a key falls due, group pipelines keep
+//     the `now - lag - ooo` terms in a second tree.
+// CreateEngine(..., exhaustive=true) turns all of that into plain rescans so
+// tests can check the bookkeeping against the direct reading of the contract.
+//
 // Memory: devices, keys, windows and quantile sketches live in pools indexed
 // by int32; names are found through open-addressing indexes keyed by
 // string_view. Freed windows and sketches go to free lists and keep their
