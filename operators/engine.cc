@@ -461,8 +461,10 @@ int32_t PipelineOperator::FindOrAddDevice(std::string_view name) {
   eligible_wm_.Add(kPosInf);
   ramp_neg_cost_.Add(kPosInf);
   // Scratch lists hold at most one entry per device: size them now, not mid-step.
-  touched_devices_.reserve(devices_.size());
-  idle_list_.reserve(devices_.size());
+  if (touched_devices_.capacity() < devices_.size()) {
+    touched_devices_.reserve(2 * devices_.size());
+    idle_list_.reserve(2 * devices_.size());
+  }
   return id;
 }
 
@@ -511,7 +513,7 @@ int32_t PipelineOperator::FindOrAddKey(std::string_view enc, int32_t device) {
     k.device = device;
     devices_[static_cast<size_t>(device)].keys.push_back(id);
   }
-  candidates_.reserve(keys_.size());
+  if (candidates_.capacity() < keys_.size()) candidates_.reserve(2 * keys_.size());
   return id;
 }
 
