@@ -423,10 +423,7 @@ PipelineOperator::PipelineOperator(const Config& config, int index, int64_t gene
       w.source = kKeyDevice;
     } else if (a >= 0) {
       w.source = a;
-    } else if (f >= 0) {
-      w.on_field = true;
-      w.source = f;
-    }
+    }  // else: text compared with a numeric field, or an unknown name: never holds
     if (!w.is_text && !w.on_field) {
       // A numeric condition on an attribute compares key text (5 == "5").
       w.text.clear();
