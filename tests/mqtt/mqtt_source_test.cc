@@ -3,15 +3,14 @@
 // through a tiny BoundedQueue losing nothing.
 #include "ingest/mqtt_source.h"
 
+#include <gtest/gtest.h>
+#include <mqtt/async_client.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <mutex>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <mqtt/async_client.h>
 
 #include "ingest/bounded_queue.h"
 #include "tests/mqtt/test_broker.h"
@@ -23,7 +22,8 @@ using testing::TestBroker;
 using testing::WaitFor;
 
 // Publishes QoS 1 messages and waits for every PUBACK.
-void PublishAll(const std::string& uri, const std::vector<std::pair<std::string, std::string>>& msgs) {
+void PublishAll(const std::string& uri,
+                const std::vector<std::pair<std::string, std::string>>& msgs) {
   // Paho C refuses more than maxBufferedMessages (default 100) queued
   // publishes; this publisher queues them all at once.
   mqtt::create_options create(MQTTVERSION_3_1_1, 100000);
@@ -64,7 +64,12 @@ TEST(MqttSourceTest, DeliversMessagesWithTopicPayloadAndInjectedArrivalTime) {
   PublishAll(broker.uri(), {{"sensors/d1/telemetry", "{\"ts\":1}"},
                             {"other/d1/telemetry", "not subscribed"},
                             {"sensors/d2/telemetry", "{\"ts\":2}"}});
-  ASSERT_TRUE(WaitFor([&] { std::lock_guard<std::mutex> l(mu); return got.size() >= 2; }, 10000));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::lock_guard<std::mutex> l(mu);
+        return got.size() >= 2;
+      },
+      10000));
   std::lock_guard<std::mutex> lock(mu);
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got[0].topic, "sensors/d1/telemetry");
@@ -123,7 +128,12 @@ TEST(MqttSourceTest, HandlerRunsBeforePubackSoAKilledSubscriberGetsTheMessageAga
     again.push_back(m.payload);
   });
   ASSERT_TRUE(source.Start().ok());
-  ASSERT_TRUE(WaitFor([&] { std::lock_guard<std::mutex> l(mu); return !again.empty() && again.back() == "second"; }, 10000));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::lock_guard<std::mutex> l(mu);
+        return !again.empty() && again.back() == "second";
+      },
+      10000));
 }
 
 // A queue of two messages and a slow consumer: the Paho callback waits, the

@@ -3,14 +3,13 @@
 // lost across a broker that dies with messages in flight.
 #include "uplink/mqtt_uplink.h"
 
+#include <gtest/gtest.h>
+#include <mqtt/async_client.h>
 #include <sys/stat.h>
 
 #include <map>
 #include <mutex>
 #include <set>
-
-#include <gtest/gtest.h>
-#include <mqtt/async_client.h>
 
 #include "tests/mqtt/test_broker.h"
 
@@ -132,9 +131,11 @@ TEST(MqttUplinkTest, SendsABatchAsOneArrayWithWeirIdsAndReportsItsPositions) {
   ASSERT_TRUE(WaitFor([&] { return sub.count() == 2; }, 10000));
   auto got = sub.got();
   EXPECT_EQ(got[0].topic, "weir/gw-01/climate");
-  EXPECT_EQ(got[0].payload, "[" + Row(1).payload + "," + Row(2).payload + "," + Row(3).payload + "]");
-  EXPECT_EQ(got[0].weir_ids,
-            R"(["gw-01/climate/d1/1700000040000","gw-01/climate/d2/1700000040000","gw-01/climate/d3/1700000040000"])");
+  EXPECT_EQ(got[0].payload,
+            "[" + Row(1).payload + "," + Row(2).payload + "," + Row(3).payload + "]");
+  EXPECT_EQ(
+      got[0].weir_ids,
+      R"(["gw-01/climate/d1/1700000040000","gw-01/climate/d2/1700000040000","gw-01/climate/d3/1700000040000"])");
   EXPECT_EQ(got[1].topic, "weir/gw-01/other");
   EXPECT_EQ(got[1].payload, "[" + Row(4).payload + "]");
   auto calls = delivered.calls();
@@ -210,7 +211,8 @@ TEST(MqttUplinkTest, ReportsOnlyAfterPubackAndResendsAfterBrokerRestart) {
   auto got = sub.got();
   for (int b = 0; b < 4; ++b) {
     std::string want = "[";
-    for (int i = b * 5 + 1; i <= b * 5 + 5; ++i) want += (i > b * 5 + 1 ? "," : "") + Row(i).payload;
+    for (int i = b * 5 + 1; i <= b * 5 + 5; ++i)
+      want += (i > b * 5 + 1 ? "," : "") + Row(i).payload;
     EXPECT_EQ(got[b].payload, want + "]");
   }
 }

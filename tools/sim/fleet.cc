@@ -1,7 +1,6 @@
 #include "tools/sim/fleet.h"
 
 #include <cmath>
-
 #include <nlohmann/json.hpp>
 
 namespace weir::sim {
@@ -79,7 +78,8 @@ SimReading Fleet::Next() {
         v = d.walk[i];
         break;
       }
-      case ValueModel::kConstant: break;
+      case ValueModel::kConstant:
+        break;
     }
     r.values.push_back(Round(v, f.decimals));
   }

@@ -15,9 +15,9 @@
 namespace weir::sim {
 
 struct SimReading {
-  size_t device = 0;  // index into Fleet::devices()
-  int64_t ts = 0;     // event time (device clock), ms
-  int64_t seq = 0;    // per device, from 1
+  size_t device = 0;           // index into Fleet::devices()
+  int64_t ts = 0;              // event time (device clock), ms
+  int64_t seq = 0;             // per device, from 1
   std::vector<double> values;  // in the group's field order
 };
 
@@ -28,8 +28,8 @@ struct SimDevice {
   std::mt19937_64 rng;
   int64_t next_ts = 0;
   int64_t seq = 0;
-  std::vector<double> walk;       // random-walk state per field
-  std::vector<double> phase_ms;   // sine phase per field
+  std::vector<double> walk;      // random-walk state per field
+  std::vector<double> phase_ms;  // sine phase per field
 };
 
 class Fleet {

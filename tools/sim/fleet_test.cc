@@ -3,6 +3,7 @@
 #include "tools/sim/fleet.h"
 
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 namespace weir::sim {

@@ -27,15 +27,15 @@ enum class ValueModel { kSine, kRandomWalk, kConstant };
 struct FieldModel {
   std::string name;  // the payload key
   ValueModel model = ValueModel::kSine;
-  double mean = 0;       // sine: centre; constant: the value
-  double amplitude = 0;  // sine
+  double mean = 0;                  // sine: centre; constant: the value
+  double amplitude = 0;             // sine
   int64_t period_ms = 3600 * 1000;  // sine
-  double noise = 0;      // sine: standard deviation of added normal noise
-  double start = 0;      // random walk: first value
-  double step = 1;       // random walk: standard deviation of each step
-  double min = -1e300;   // random walk: reflected at the bounds
+  double noise = 0;                 // sine: standard deviation of added normal noise
+  double start = 0;                 // random walk: first value
+  double step = 1;                  // random walk: standard deviation of each step
+  double min = -1e300;              // random walk: reflected at the bounds
   double max = 1e300;
-  int decimals = 2;      // values are rounded to this many decimals
+  int decimals = 2;  // values are rounded to this many decimals
 };
 
 struct DeviceGroup {
