@@ -7,6 +7,7 @@
 #include <mqtt/async_client.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <set>
@@ -290,6 +291,59 @@ TEST(MqttUplinkTest, RefusesAKeyFileReadableByOthers) {
   o.tls = tls;
   MqttUplink uplink(o, nullptr);
   EXPECT_EQ(uplink.Start().code(), StatusCode::kInvalidArgument);  // TLS files need ssl://
+}
+
+}  // namespace
+}  // namespace weir
+
+namespace weir {
+namespace {
+
+// live_first with max_rate: backlog rows drain at the rate, and a live row
+// handed over later overtakes them.
+TEST(MqttUplinkRateTest, BacklogDrainsAtMaxRateAndLiveRowsGoFirst) {
+  TestBroker broker;
+  ASSERT_TRUE(broker.Start());
+  std::mutex mu;
+  std::vector<int64_t> order;
+  MqttUplinkOptions o;
+  o.broker = broker.uri();
+  o.client_id = "weir-rate-uplink";
+  o.batch_max = 5;
+  o.max_rate_per_s = 50;  // rows per second, with bursts of up to one second's worth
+  MqttUplink uplink(o, [&](const std::vector<int64_t>& p) {
+    std::lock_guard<std::mutex> lock(mu);
+    order.insert(order.end(), p.begin(), p.end());
+  });
+  ASSERT_TRUE(uplink.Start().ok());
+  ASSERT_TRUE(uplink.WaitConnected(10000));
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<OutboxRow> backlog;
+  for (int i = 1; i <= 100; ++i) backlog.push_back(Row(i));
+  uplink.Enqueue(backlog, /*backlog=*/true);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::lock_guard<std::mutex> lock(mu);
+        return order.size() >= 5;
+      },
+      10000));
+  uplink.Enqueue({Row(1000)}, /*backlog=*/false);
+  ASSERT_TRUE(uplink.WaitIdle(20000));
+  double elapsed_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // 100 rows at 50/s: a full bucket sends 50 at once, the other 50 take
+  // at least 1 s (a little slack for timer granularity).
+  EXPECT_GE(elapsed_s, 0.95);
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_EQ(order.size(), 101u);
+  auto live_at = std::find(order.begin(), order.end(), 1000) - order.begin();
+  // At most the first burst (50 rows) and a few refills are ahead of it.
+  EXPECT_LT(live_at, 70) << "the live row waited behind the backlog";
+  std::vector<int64_t> backlog_order;
+  for (int64_t p : order) {
+    if (p != 1000) backlog_order.push_back(p);
+  }
+  EXPECT_TRUE(std::is_sorted(backlog_order.begin(), backlog_order.end()));
 }
 
 }  // namespace
