@@ -206,7 +206,7 @@ int main(int argc, char** argv) {
   SinkOptions o;
   app.add_option("--broker", o.broker, "MQTT broker URI, e.g. tcp://127.0.0.1:1883")->required();
   app.add_option("--topic", o.topic, "topic filter, e.g. weir/+/+")->required();
-  app.add_option("--db", o.db, "SQLite file path (PostgreSQL URIs: not in this build)")->required();
+  app.add_option("--db", o.db, "SQLite file path, or a postgresql:// URI")->required();
   app.add_option("--client-id", o.client_id,
                  "names the persistent session (default weir-sink-<hostname>)");
   app.add_option("--share", o.share, "share the load: subscribe to $share/GROUP/FILTER");
