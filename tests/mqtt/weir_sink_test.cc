@@ -88,12 +88,24 @@ class WeirSinkTest : public ::testing::Test {
     dir_ = testing::MakeTempDir("weir-sink-it-");
     db_ = dir_ + "/results.db";
   }
-  void StartSink(ChildProcess* sink, const std::string& client_id) {
-    ASSERT_TRUE(
-        sink->Start({std::string(WEIR_BIN_DIR) + "/weir-sink", "--broker", broker_.uri(), "--topic",
-                     "weir/#", "--db", db_, "--client-id", client_id, "--summary"},
-                    dir_ + "/out.txt", dir_ + "/err.txt"));
-    ASSERT_TRUE(sink->WaitForOutput("subscribed to weir/#", 10000, /*in_stderr=*/true));
+  void StartSink(ChildProcess* sink, const std::string& client_id, const std::string& share = "",
+                 const std::string& tag = "") {
+    std::vector<std::string> args = {std::string(WEIR_BIN_DIR) + "/weir-sink",
+                                     "--broker",
+                                     broker_.uri(),
+                                     "--topic",
+                                     "weir/#",
+                                     "--db",
+                                     db_,
+                                     "--client-id",
+                                     client_id,
+                                     "--summary"};
+    if (!share.empty()) {
+      args.push_back("--share");
+      args.push_back(share);
+    }
+    ASSERT_TRUE(sink->Start(args, dir_ + "/out" + tag + ".txt", dir_ + "/err" + tag + ".txt"));
+    ASSERT_TRUE(sink->WaitForOutput("subscribed to", 10000, /*in_stderr=*/true));
   }
 
   TestBroker broker_;
@@ -161,6 +173,36 @@ TEST_F(WeirSinkTest, KilledSinkLosesNothingAfterRestart) {
       << CountRows(db_, "weir_results");
   sink.Signal(SIGTERM);
   EXPECT_EQ(sink.Wait(10000), 0);
+}
+
+// Two sinks in one shared-subscription group, writing one SQLite file: the
+// broker splits the messages between them and every result is stored once.
+TEST_F(WeirSinkTest, SharedSubscriptionSplitsTheLoadIntoOneDatabase) {
+  ChildProcess a, b;
+  StartSink(&a, "sink-share-a", "g1", "a");
+  StartSink(&b, "sink-share-b", "g1", "b");
+  constexpr int kCount = 200;
+  {
+    Publisher pub(broker_.uri());
+    for (int i = 0; i < kCount; ++i) {
+      pub.Publish("weir/gw/p", R"({"id":"s)" + std::to_string(i) + R"(","rev":0})");
+    }
+  }
+  ASSERT_TRUE(WaitFor([&] { return CountRows(db_, "weir_results") == kCount; }, 20000))
+      << CountRows(db_, "weir_results");
+  a.Signal(SIGTERM);
+  b.Signal(SIGTERM);
+  ASSERT_EQ(a.Wait(10000), 0);
+  ASSERT_EQ(b.Wait(10000), 0);
+  auto messages = [&](const std::string& tag) {
+    std::string out = ReadFile(dir_ + "/out" + tag + ".txt");
+    size_t at = out.find(R"({"messages":)");
+    return at == std::string::npos ? -1 : std::stoi(out.substr(at + 12));
+  };
+  int ma = messages("a"), mb = messages("b");
+  EXPECT_EQ(ma + mb, kCount);
+  EXPECT_GT(ma, 0);  // both took part
+  EXPECT_GT(mb, 0);
 }
 
 }  // namespace
