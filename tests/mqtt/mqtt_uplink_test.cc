@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
@@ -329,8 +331,7 @@ TEST(MqttUplinkRateTest, BacklogDrainsAtMaxRateAndLiveRowsGoFirst) {
       10000));
   uplink.Enqueue({Row(1000)}, /*backlog=*/false);
   ASSERT_TRUE(uplink.WaitIdle(20000));
-  double elapsed_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   // 100 rows at 50/s: a full bucket sends 50 at once, the other 50 take
   // at least 1 s (a little slack for timer granularity).
   EXPECT_GE(elapsed_s, 0.95);
@@ -344,6 +345,56 @@ TEST(MqttUplinkRateTest, BacklogDrainsAtMaxRateAndLiveRowsGoFirst) {
     if (p != 1000) backlog_order.push_back(p);
   }
   EXPECT_TRUE(std::is_sorted(backlog_order.begin(), backlog_order.end()));
+}
+
+}  // namespace
+}  // namespace weir
+
+namespace weir {
+namespace {
+
+// Makes a CA, a server certificate for 127.0.0.1 and a client certificate
+// with openssl; returns false if openssl is missing or fails.
+bool MakeCertificates(const std::string& dir) {
+  std::ofstream(dir + "/san.ext") << "subjectAltName=IP:127.0.0.1\n";
+  std::string cmd =
+      "cd " + dir +
+      " && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1"
+      " -subj /CN=weir-test-ca"
+      " && openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr"
+      " -subj /CN=127.0.0.1"
+      " && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial"
+      " -out server.crt -days 1 -extfile san.ext"
+      " && openssl req -newkey rsa:2048 -nodes -keyout gw.key -out gw.csr -subj /CN=gw-01"
+      " && openssl x509 -req -in gw.csr -CA ca.crt -CAkey ca.key -CAcreateserial"
+      " -out gw.crt -days 1"
+      " && chmod 600 gw.key >/dev/null 2>&1";
+  return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0;
+}
+
+TEST(MqttUplinkTlsTest, DeliversOverTlsWithAClientCertificate) {
+  std::string certs = testing::MakeTempDir("weir-certs-");
+  ASSERT_TRUE(MakeCertificates(certs));
+  TestBroker broker;
+  broker.UseTls(certs + "/ca.crt", certs + "/server.crt", certs + "/server.key");
+  ASSERT_TRUE(broker.Start());
+  ASSERT_EQ(broker.uri().rfind("ssl://", 0), 0u);
+  Delivered delivered;
+  MqttUplinkOptions o;
+  o.broker = broker.uri();
+  o.client_id = "weir-tls-uplink";
+  o.tls = {certs + "/ca.crt", certs + "/gw.crt", certs + "/gw.key"};
+  MqttUplink uplink(o, delivered.fn());
+  ASSERT_TRUE(uplink.Start().ok());
+  uplink.Enqueue({Row(1), Row(2)});
+  ASSERT_TRUE(uplink.WaitIdle(20000));
+  EXPECT_EQ(delivered.positions(), (std::set<int64_t>{1, 2}));
+
+  // The same key made readable by others: refused before any connection.
+  chmod((certs + "/gw.key").c_str(), 0640);
+  MqttUplink refused(o, delivered.fn());
+  Status st = refused.Start();
+  EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition) << st.ToString();
 }
 
 }  // namespace
