@@ -175,5 +175,34 @@ TEST(MqttSourceTest, BackpressureThroughATinyQueueLosesNothing) {
   EXPECT_EQ(source.stats().messages, static_cast<uint64_t>(kCount));
 }
 
+// A broker that restarts with no memory (persistence off) has forgotten the
+// subscription: the source reconnects on its own and subscribes again.
+TEST(MqttSourceTest, ReconnectsAndResubscribesAfterABrokerRestart) {
+  TestBroker broker;
+  ASSERT_TRUE(broker.Start());
+  std::mutex mu;
+  std::vector<std::string> got;
+  MqttSource source(Options(broker, "src-restart"), [&](Message&& m) {
+    std::lock_guard<std::mutex> lock(mu);
+    got.push_back(m.payload);
+  });
+  ASSERT_TRUE(source.Start().ok());
+  ASSERT_TRUE(source.WaitConnected(10000));
+  broker.Stop();
+  ASSERT_TRUE(WaitFor([&] { return source.stats().state != SourceState::kConnected; }, 10000));
+  ASSERT_TRUE(broker.Start());
+  ASSERT_TRUE(WaitFor([&] { return source.stats().connects == 2; }, 20000));
+  EXPECT_FALSE(source.stats().session_present);  // the broker forgot it
+  PublishAll(broker.uri(), {{"sensors/d9/telemetry", "after restart"}});
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::lock_guard<std::mutex> l(mu);
+        return got.size() == 1;
+      },
+      10000));
+  EXPECT_EQ(got[0], "after restart");
+  EXPECT_EQ(source.stats().connection_losses, 1u);
+}
+
 }  // namespace
 }  // namespace weir
