@@ -108,6 +108,11 @@ Result<Scenario> ParseScenario(const std::string& text) {
     d.seq = g.value("seq", true);
     d.sent_at = g.value("sent_at", true);
     RETURN_IF_ERROR(ReadDuration(g, "period", where, &d.period_ms));
+    RETURN_IF_ERROR(ReadDuration(g, "clock_skew", where, &d.clock_skew_ms));
+    RETURN_IF_ERROR(ReadNumber(g, "duplicates", where, &d.duplicates));
+    if (d.duplicates < 0 || d.duplicates > 1) {
+      return InvalidArgument(where + "/duplicates: a probability from 0 to 1");
+    }
     if (d.count < 1) return InvalidArgument(where + "/count: at least 1");
     if (d.period_ms < 1) return InvalidArgument(where + "/period: must be positive");
     if (d.format != "json") {

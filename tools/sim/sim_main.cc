@@ -132,31 +132,41 @@ int Run(const SimOptions& o) {
     weir::sim::SimReading r = fleet.Next();
     const weir::sim::SimDevice& d = fleet.devices()[r.device];
     std::string payload = fleet.Payload(r, /*sent_at=*/t);
-    // Many messages in flight, never waiting on each: wait only when the
-    // window is full, on the oldest.
-    while (inflight.size() >= static_cast<size_t>(o.max_inflight)) {
-      try {
-        inflight.front()->wait();
-      } catch (const mqtt::exception&) {
-        ++failed;
+    // A duplicate is the same payload published again right away, as a
+    // device does when it did not see the PUBACK.
+    bool stopped = false;
+    for (int copy = 0; copy < (r.duplicate ? 2 : 1) && !stopped; ++copy) {
+      // Many messages in flight, never waiting on each: wait only when the
+      // window is full, on the oldest.
+      while (inflight.size() >= static_cast<size_t>(o.max_inflight)) {
+        try {
+          inflight.front()->wait();
+        } catch (const mqtt::exception&) {
+          ++failed;
+        }
+        inflight.pop_front();
       }
-      inflight.pop_front();
-    }
-    while (!g_stop) {
-      try {
-        inflight.push_back(client.publish(d.topic, payload, 1, false));
+      bool sent = false;
+      while (!sent && !g_stop) {
+        try {
+          inflight.push_back(client.publish(d.topic, payload, 1, false));
+          sent = true;
+        } catch (const mqtt::exception& e) {
+          // Paho's buffer is full while the broker is away: wait and retry.
+          SleepUntil(WallMs() + 100);
+        }
+      }
+      if (!sent) {
+        stopped = true;
         break;
-      } catch (const mqtt::exception& e) {
-        // Paho's buffer is full while the broker is away: wait and retry.
-        SleepUntil(WallMs() + 100);
+      }
+      ++published;
+      if (record.is_open()) {
+        record << R"({"t":)" << t << R"(,"topic":)" << nlohmann::json(d.topic).dump()
+               << R"(,"payload":)" << payload << "}\n";
       }
     }
-    if (g_stop && inflight.empty()) break;
-    ++published;
-    if (record.is_open()) {
-      record << R"({"t":)" << t << R"(,"topic":)" << nlohmann::json(d.topic).dump()
-             << R"(,"payload":)" << payload << "}\n";
-    }
+    if (stopped) break;
     if (truth.is_open()) truth << fleet.TruthLine(r) << '\n';
   }
 
