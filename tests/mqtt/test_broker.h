@@ -57,7 +57,9 @@ class TestBroker {
   void UseTls(const std::string& ca, const std::string& cert, const std::string& key) {
     tls_ = " --tls " + ca + " " + cert + " " + key;
   }
-  ~TestBroker() { Stop(); }
+  // Teardown: without persistence there is nothing to save, so SIGKILL (a
+  // SIGTERMed mosquitto can take most of a second to leave its loop).
+  ~TestBroker() { End(/*kill=*/!persistence_); }
 
   // Starts on a free port (or the previous one after Stop/Kill).
   bool Start() {
