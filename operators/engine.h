@@ -75,6 +75,21 @@ class StateReader {
                          const std::function<Status(char, std::string_view, std::string_view)>& fn) = 0;
 };
 
+// Where keys beyond limits.max_keys go while they are idle (storage
+// implements it with SQLite, tests in memory). Blobs use the checkpoint
+// format of 'k' rows; `key_id` is the key's checkpoint id. Spill rows are not
+// a checkpoint: a restart restores from checkpoints and the journal, so the
+// spill table may be emptied on start.
+class SpillStore {
+ public:
+  virtual ~SpillStore() = default;
+  virtual void Put(std::string_view pipeline_id, std::string_view key_id,
+                   std::string_view blob) = 0;
+  // Copies the row into *blob; false when there is none.
+  virtual bool Get(std::string_view pipeline_id, std::string_view key_id, std::string* blob) = 0;
+  virtual void Erase(std::string_view pipeline_id, std::string_view key_id) = 0;
+};
+
 class Engine {
  public:
   // `generations[i]` is pipeline i's generation (DESIGN 6.5): from 1 on, ids
@@ -98,6 +113,12 @@ class Engine {
   // was purged), then clears the change marks. Restore loads it back.
   virtual void CollectChanges(StateWriter* writer) = 0;
   virtual Status Restore(StateReader* reader) = 0;
+
+  // Enables limits.max_keys: the least recently active keys beyond it are
+  // written to `store` and read back when a reading or a due window needs
+  // them; results are the same as with every key in memory. Without a store
+  // every key stays in memory. `store` must outlive the engine.
+  virtual void SetSpillStore(SpillStore* store) { (void)store; }
 
   virtual const PipelineCounters& counters(int pipeline_index) const = 0;
 };

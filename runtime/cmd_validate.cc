@@ -1,13 +1,237 @@
-// `weir validate`: placeholder until the config table lands.
+// `weir validate CONFIG [--db PATH] [--memory SIZE]` (DESIGN section 3): every
+// config error with its JSON pointer and a hint, or a summary with a memory
+// budget estimate. Exit 0 valid, 2 invalid, 1 when the file cannot be read
+// (or --db cannot be honoured yet).
+#include <cinttypes>
 #include <cstdio>
+#include <string>
+#include <vector>
 
+#include "config/config.h"
 #include "runtime/commands.h"
 
 namespace weir {
+namespace {
 
-int RunValidate(const ValidateOptions&) {
-  std::fprintf(stderr, "weir validate: not implemented yet\n");
-  return 1;
+std::string FormatDuration(int64_t ms) {
+  struct Unit {
+    int64_t ms;
+    const char* suffix;
+  };
+  static const Unit kUnits[] = {{86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}};
+  if (ms == 0) return "0";
+  for (const Unit& u : kUnits)
+    if (ms % u.ms == 0) return std::to_string(ms / u.ms) + u.suffix;
+  return std::to_string(ms) + "ms";
+}
+
+std::string FormatBytes(int64_t bytes) {
+  char buf[32];
+  if (bytes >= (int64_t{1} << 30) && bytes % (int64_t{1} << 30) == 0)
+    std::snprintf(buf, sizeof buf, "%" PRId64 "GB", bytes >> 30);
+  else if (bytes >= (int64_t{1} << 20))
+    std::snprintf(buf, sizeof buf, "%.1fMB", static_cast<double>(bytes) / (1 << 20));
+  else if (bytes >= 1024)
+    std::snprintf(buf, sizeof buf, "%.1fKB", static_cast<double>(bytes) / 1024);
+  else
+    std::snprintf(buf, sizeof buf, "%" PRId64 "B", bytes);
+  return buf;
+}
+
+const char* KindName(AggregateKind k) {
+  switch (k) {
+    case AggregateKind::kCount:
+      return "count";
+    case AggregateKind::kSum:
+      return "sum";
+    case AggregateKind::kMin:
+      return "min";
+    case AggregateKind::kMax:
+      return "max";
+    case AggregateKind::kAvg:
+      return "avg";
+    case AggregateKind::kFirst:
+      return "first";
+    case AggregateKind::kLast:
+      return "last";
+    case AggregateKind::kStddev:
+      return "stddev";
+    case AggregateKind::kQuantile:
+      return "quantile";
+    case AggregateKind::kDelta:
+      return "delta";
+  }
+  return "?";
+}
+
+std::string WindowText(const WindowConfig& w) {
+  switch (w.type) {
+    case WindowType::kTumbling:
+      return "tumbling " + FormatDuration(w.size_ms) +
+             (w.offset_ms ? " offset " + FormatDuration(w.offset_ms) : "");
+    case WindowType::kHopping:
+      return "hopping " + FormatDuration(w.size_ms) + " every " + FormatDuration(w.hop_ms) +
+             (w.offset_ms ? " offset " + FormatDuration(w.offset_ms) : "");
+    case WindowType::kSession:
+      return "session gap " + FormatDuration(w.gap_ms) +
+             (w.max_duration_ms ? " max " + FormatDuration(w.max_duration_ms) : "");
+  }
+  return "";
+}
+
+// Rough bytes of RAM one pipeline's state takes at max_keys keys. The
+// numbers are sizes of plausible in-memory records, not measurements: the
+// summary says "estimate" and the benchmarks give the real figures.
+struct Budget {
+  int64_t per_window_bytes = 0;
+  int64_t windows_per_key = 0;   // open at once: a reading can fall in each
+  int64_t retained_per_key = 0;  // fired, kept for allowed_lateness (may sit in storage)
+  int64_t bytes = 0;             // max_keys keys with their open windows
+};
+
+Budget PipelineBudget(const PipelineConfig& p) {
+  constexpr int64_t kKeyOverhead = 128;      // key text, hash slot, LRU links
+  constexpr int64_t kWindowOverhead = 64;    // start, end, rev, count, flags
+  constexpr int64_t kScalarAggregate = 24;   // value, and ts for first/last
+  constexpr int64_t kQuantileSketch = 2048;  // fixed-size sketch, 1% relative error
+  Budget b;
+  b.per_window_bytes = kWindowOverhead;
+  for (const AggregateConfig& a : p.aggregates)
+    b.per_window_bytes += a.kind == AggregateKind::kQuantile ? kQuantileSketch : kScalarAggregate;
+  // Windows a key holds open at once: those a reading can fall in, plus the
+  // next one while out-of-order readings are still expected. Fired windows
+  // kept for allowed_lateness are counted apart: they are state that can be
+  // spilled, not a fixed RAM cost.
+  if (p.window.type == WindowType::kSession) {
+    b.windows_per_key = 2;
+    b.retained_per_key = p.event_time.allowed_lateness_ms > 0 ? 1 : 0;
+  } else {
+    int64_t hop = p.window.hop_ms > 0 ? p.window.hop_ms : 1;
+    b.windows_per_key = p.window.size_ms / hop + 1 + p.event_time.max_out_of_orderness_ms / hop;
+    b.retained_per_key = p.event_time.allowed_lateness_ms / hop;
+  }
+  b.bytes = p.max_keys * (kKeyOverhead + b.windows_per_key * b.per_window_bytes);
+  return b;
+}
+
+}  // namespace
+
+int RunValidate(const ValidateOptions& options) {
+  std::vector<ConfigError> errors;
+  std::optional<Config> config = LoadConfigFile(options.config_path, &errors);
+  if (!config) {
+    std::fputs(FormatConfigErrors(options.config_path, errors).c_str(), stderr);
+    // A file that cannot be read is "unusable" (1); one that can but is wrong is "invalid" (2).
+    bool unreadable = errors.size() == 1 && errors[0].pointer.empty() &&
+                      errors[0].message.rfind("cannot read", 0) == 0;
+    if (!unreadable)
+      std::fprintf(stderr, "%s: %zu error%s\n", options.config_path.c_str(), errors.size(),
+                   errors.size() == 1 ? "" : "s");
+    return unreadable ? 1 : 2;
+  }
+  const Config& c = *config;
+  std::printf("%s: valid\n", options.config_path.c_str());
+  std::printf("gateway   %s\n", c.gateway.c_str());
+  std::printf("source    %s as %s (qos %d)\n", c.source.broker.c_str(), c.source.client_id.c_str(),
+              c.source.qos);
+  for (const TopicConfig& t : c.source.topics)
+    std::printf("  topic   %s (%s)\n", t.topic.c_str(),
+                t.format == PayloadFormat::kJson ? "json" : "flatbuffers");
+  if (c.source.status.enabled)
+    std::printf("  status  %s (\"%s\" / \"%s\")\n", c.source.status.topic.c_str(),
+                c.source.status.online.c_str(), c.source.status.offline.c_str());
+  std::string fields;
+  for (const NamedPath& f : c.source.fields) fields += (fields.empty() ? "" : ", ") + f.name;
+  std::string attrs;
+  for (const std::string& a : c.attributes) attrs += (attrs.empty() ? "" : ", ") + a;
+  std::printf("  device  %s; fields: %s; attributes: %s\n", c.source.device.c_str(),
+              fields.empty() ? "-" : fields.c_str(), attrs.empty() ? "-" : attrs.c_str());
+
+  int64_t pipelines_bytes = 0;
+  for (const PipelineConfig& p : c.pipelines) {
+    std::string key;
+    for (const std::string& k : p.key) key += (key.empty() ? "" : ", ") + k;
+    std::printf("pipeline  %s: %s, key [%s], %zu filter%s\n", p.name.c_str(),
+                WindowText(p.window).c_str(), key.c_str(), p.where.size(),
+                p.where.size() == 1 ? "" : "s");
+    std::string aggs;
+    for (const AggregateConfig& a : p.aggregates) {
+      aggs += (aggs.empty() ? "" : ", ") + a.name + " = " + KindName(a.kind) + "(" + a.field;
+      if (a.kind == AggregateKind::kQuantile) {
+        char q[32];
+        std::snprintf(q, sizeof q, ", %g", a.q);
+        aggs += q;
+      }
+      aggs += ")";
+    }
+    std::printf("  values  %s\n", aggs.c_str());
+    const char* late = p.event_time.late == LatePolicy::kUpdate ? "update"
+                       : p.event_time.late == LatePolicy::kSide ? "side"
+                                                                : "drop";
+    std::printf("  late    %s, allowed_lateness %s, max_out_of_orderness %s\n", late,
+                FormatDuration(p.event_time.allowed_lateness_ms).c_str(),
+                FormatDuration(p.event_time.max_out_of_orderness_ms).c_str());
+    Budget b = PipelineBudget(p);
+    pipelines_bytes += b.bytes;
+    std::printf("  memory  ~%s (%" PRId64 " keys x %" PRId64 " open windows x %s)",
+                FormatBytes(b.bytes).c_str(), p.max_keys, b.windows_per_key,
+                FormatBytes(b.per_window_bytes).c_str());
+    if (b.retained_per_key > 0)
+      std::printf("; up to %" PRId64
+                  " fired windows per key kept for allowed_lateness (%s if all "
+                  "stay in memory)",
+                  b.retained_per_key,
+                  FormatBytes(p.max_keys * b.retained_per_key * b.per_window_bytes).c_str());
+    std::printf("\n");
+    std::printf("  fingerprint %s\n", p.fingerprint.c_str());
+  }
+  if (c.uplink.present)
+    std::printf("uplink    %s as %s, topic %s, batch_max %" PRId64 "\n", c.uplink.broker.c_str(),
+                c.uplink.client_id.c_str(), c.uplink.topic.c_str(), c.uplink.batch_max);
+  else
+    std::printf("uplink    none (weir run needs one; replay does not)\n");
+  std::printf("storage   %s, max %s, sync %s, commit every %s\n", c.storage.path.c_str(),
+              FormatBytes(c.storage.max_bytes).c_str(),
+              c.storage.sync == SyncMode::kFull ? "full" : "normal",
+              FormatDuration(c.storage.commit_interval_ms).c_str());
+  if (!c.metrics.listen.empty())
+    std::printf("metrics   http://%s/metrics\n", c.metrics.listen.c_str());
+
+  // Per device and pipeline: watermark clock, lag, silence timer (~64 B);
+  // per device: dedup bitmap of 1024 seqs (128 B) and its id (~64 B).
+  int64_t devices_bytes =
+      c.source.max_devices * (192 + 64 * static_cast<int64_t>(c.pipelines.size()));
+  // Ingest queue at capacity with typical small payloads; max_payload is the worst case.
+  int64_t queue_bytes = c.ingest.queue_capacity * 512;
+  constexpr int64_t kSqliteCache = 2 << 20;  // SQLite's default page cache (2000 KiB)
+  int64_t total = pipelines_bytes + devices_bytes + queue_bytes + kSqliteCache;
+  std::printf(
+      "memory budget (estimate): %s = pipelines %s + devices %s + ingest queue %s + "
+      "SQLite cache %s\n",
+      FormatBytes(total).c_str(), FormatBytes(pipelines_bytes).c_str(),
+      FormatBytes(devices_bytes).c_str(), FormatBytes(queue_bytes).c_str(),
+      FormatBytes(kSqliteCache).c_str());
+  if (options.memory_limit_bytes > 0 && total > options.memory_limit_bytes)
+    std::fprintf(stderr,
+                 "%s: warning: the memory budget %s exceeds --memory %s (hint: lower "
+                 "limits.max_keys, allowed_lateness or source.max_devices)\n",
+                 options.config_path.c_str(), FormatBytes(total).c_str(),
+                 FormatBytes(options.memory_limit_bytes).c_str());
+
+  if (!options.db_path.empty()) {
+    // TODO(storage): open the database read-only, read each pipeline's stored
+    // fingerprint and generation and the stored config text, and print per
+    // pipeline what starting would do (DESIGN 6.5): "same definition: carries
+    // on", "new: starts empty", "removed: drains then deletes state", "changed
+    // (keys ...): drains, then generation g+1". Needs the storage helper's
+    // read API; until then --db says so instead of guessing.
+    std::fprintf(stderr,
+                 "%s: --db %s: reading pipeline state from a database is not supported by this "
+                 "build yet\n",
+                 options.config_path.c_str(), options.db_path.c_str());
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace weir

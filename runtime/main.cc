@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
 
   weir::ValidateOptions validate;
   std::string memory;
-  auto* validate_cmd = app.add_subcommand("validate", "Check a config; print every error with its JSON pointer, or a summary (exit 0 valid, 2 invalid)");
+  auto* validate_cmd = app.add_subcommand("validate", "Check a config; print every error with its JSON pointer, or a summary (exit 0 valid, 2 invalid, 1 unreadable file)");
   validate_cmd->add_option("config", validate.config_path, "Pipeline config (JSON)")->required();
   validate_cmd->add_option("--db", validate.db_path, "Also say what starting on this database would do to each pipeline");
   validate_cmd->add_option("--memory", memory, "Warn when the memory budget exceeds this size (e.g. 64MB)");

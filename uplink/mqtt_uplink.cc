@@ -74,7 +74,7 @@ void AppendJsonString(const std::string& s, std::string* out) {
 
 struct MqttUplink::Impl : public mqtt::iaction_listener {
   struct Batch {
-    std::vector<OutboxRow> rows;
+    std::vector<UplinkRow> rows;
     bool backlog = false;
   };
 
@@ -86,8 +86,8 @@ struct MqttUplink::Impl : public mqtt::iaction_listener {
   bool stop = false;
   bool connected = false;
   bool wait_before_connect = false;  // after a lost connection: back off first
-  std::deque<OutboxRow> live;
-  std::deque<OutboxRow> backlog;
+  std::deque<UplinkRow> live;
+  std::deque<UplinkRow> backlog;
   std::map<uint64_t, Batch> inflight;  // by batch number, which is the publish context
   uint64_t next_batch = 1;
   int reporting = 0;  // Delivered callbacks running: WaitIdle waits for them too
@@ -195,7 +195,7 @@ void MqttUplink::Stop() {
   impl_->stats.state = UplinkState::kStopped;
 }
 
-void MqttUplink::Enqueue(std::vector<OutboxRow> rows, bool backlog) {
+void MqttUplink::Enqueue(std::vector<UplinkRow> rows, bool backlog) {
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     auto& q = backlog ? impl_->backlog : impl_->live;
@@ -250,7 +250,7 @@ void MqttUplink::Impl::RequeueLocked(Batch&& b) {
   auto& q = b.backlog ? backlog : live;
   stats.rows_resent += b.rows.size();
   auto at = std::lower_bound(q.begin(), q.end(), b.rows.front().position,
-                             [](const OutboxRow& r, int64_t p) { return r.position < p; });
+                             [](const UplinkRow& r, int64_t p) { return r.position < p; });
   q.insert(at, std::make_move_iterator(b.rows.begin()), std::make_move_iterator(b.rows.end()));
 }
 
@@ -272,7 +272,7 @@ void MqttUplink::Impl::RefillLocked(Clock::time_point now) {
 
 bool MqttUplink::Impl::TakeBatchLocked(Batch* b) {
   if (static_cast<int>(inflight.size()) >= window) return false;
-  std::deque<OutboxRow>* q = nullptr;
+  std::deque<UplinkRow>* q = nullptr;
   size_t limit = static_cast<size_t>(options.batch_max);
   if (!live.empty()) {
     q = &live;

@@ -27,7 +27,7 @@
 namespace weir {
 
 // One committed outbox row, as the runtime reads it from storage.
-struct OutboxRow {
+struct UplinkRow {
   int64_t position = 0;  // outbox position: what Delivered reports back
   std::string topic;     // resolved uplink.topic (or its "/late" side topic)
   std::string id;        // the result id, listed in `weir-ids` (may be empty)
@@ -98,7 +98,7 @@ class MqttUplink {
   // the uplink was restarted. `backlog` rows go after every live row and at
   // most max_rate_per_s rows per second (`order` live_first); the runtime
   // marks everything backlog for `in_order`. Thread-safe.
-  void Enqueue(std::vector<OutboxRow> rows, bool backlog = false);
+  void Enqueue(std::vector<UplinkRow> rows, bool backlog = false);
   // Rows handed over and not yet acknowledged: the runtime hands over more
   // while this is below its window.
   size_t pending_rows() const;

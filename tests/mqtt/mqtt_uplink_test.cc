@@ -81,7 +81,7 @@ class Subscriber {
   std::vector<Received> got_;
 };
 
-OutboxRow Row(int64_t pos, const std::string& topic = "weir/gw-01/climate") {
+UplinkRow Row(int64_t pos, const std::string& topic = "weir/gw-01/climate") {
   std::string id = "gw-01/climate/d" + std::to_string(pos) + "/1700000040000";
   return {pos, topic, id, R"({"id":")" + id + R"(","rev":0,"count":)" + std::to_string(pos) + "}"};
 }
@@ -188,7 +188,7 @@ TEST(MqttUplinkTest, ReportsOnlyAfterPubackAndResendsAfterBrokerRestart) {
   ASSERT_TRUE(uplink.WaitConnected(10000));
 
   broker.Pause();
-  std::vector<OutboxRow> rows;
+  std::vector<UplinkRow> rows;
   for (int i = 1; i <= 20; ++i) rows.push_back(Row(i));
   uplink.Enqueue(rows);
   ASSERT_TRUE(WaitFor([&] { return uplink.stats().messages_inflight == 4; }, 5000));
@@ -237,7 +237,7 @@ TEST(MqttUplinkTest, StreamSurvivesBrokerRestartWithOnlyIdenticalDuplicates) {
 
   constexpr int kRows = 3000;
   std::map<std::string, std::string> sent;  // id -> payload
-  std::vector<OutboxRow> rows;
+  std::vector<UplinkRow> rows;
   for (int i = 1; i <= kRows; ++i) {
     rows.push_back(Row(i));
     sent[rows.back().id] = rows.back().payload;

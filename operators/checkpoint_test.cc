@@ -1,0 +1,271 @@
+// CollectChanges/Restore: a run interrupted by a checkpoint and a restore into
+// a fresh Engine gives exactly the output of the uninterrupted run.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <tuple>
+
+#include "operators/engine_internal.h"
+#include "operators/fleet.h"
+
+namespace weir::testing {
+namespace {
+
+class MemoryState : public StateWriter, public StateReader {
+ public:
+  void Put(std::string_view pipeline, char kind, std::string_view id,
+           std::string_view blob) override {
+    rows[{std::string(pipeline), kind, std::string(id)}] = std::string(blob);
+    ++puts;
+  }
+  void Erase(std::string_view pipeline, char kind, std::string_view id) override {
+    rows.erase({std::string(pipeline), kind, std::string(id)});
+    ++erases;
+  }
+  Status ForEach(std::string_view pipeline,
+                 const std::function<Status(char, std::string_view, std::string_view)>& fn) override {
+    for (const auto& [k, blob] : rows) {
+      if (std::get<0>(k) != pipeline) continue;
+      RETURN_IF_ERROR(fn(std::get<1>(k), std::get<2>(k), blob));
+    }
+    return Status::Ok();
+  }
+  std::map<std::tuple<std::string, char, std::string>, std::string> rows;
+  int puts = 0;
+  int erases = 0;
+};
+
+class Lines : public EngineOutput {
+ public:
+  void OnResult(int pipeline, const ResultRecord& r) override {
+    lines.push_back(std::to_string(pipeline) + " " + ResultJson(r));
+  }
+  void OnLateSide(int pipeline, const Reading& r, int64_t ts) override {
+    lines.push_back(std::to_string(pipeline) + " side " + std::string(r.device) + " " +
+                    std::to_string(ts));
+  }
+  std::vector<std::string> lines;
+};
+
+std::unique_ptr<Engine> NewEngine(const Config& c) {
+  auto e = Engine::Create(c);
+  EXPECT_TRUE(e.ok());
+  return std::move(e).value();
+}
+
+TEST(Checkpoint, RestoreGivesTheUninterruptedOutput) {
+  const int kDevices = 12;
+  Config c = FleetConfig();
+  std::vector<FleetEvent> events = MakeFleet(42, kDevices, 6000);
+  FleetPlayer player(c, kDevices);
+
+  Lines full;
+  auto engine = NewEngine(c);
+  player.Play(*engine, events, 0, events.size(), &full);
+  engine->Drain(&full);
+  ASSERT_GT(full.lines.size(), 200u);
+
+  for (size_t split : {size_t{1}, events.size() / 3, events.size() / 2, events.size() - 5}) {
+    SCOPED_TRACE("split at " + std::to_string(split));
+    Lines out;
+    MemoryState state;
+    auto first = NewEngine(c);
+    // Several checkpoints on the way, so later ones write only changes and
+    // erase purged keys.
+    size_t step = std::max<size_t>(1, split / 4);
+    for (size_t at = 0; at < split; at += step) {
+      size_t to = std::min(split, at + step);
+      player.Play(*first, events, at, to, &out);
+      first->CollectChanges(&state);
+    }
+    auto second = NewEngine(c);
+    ASSERT_TRUE(second->Restore(&state).ok());
+    player.Play(*second, events, split, events.size(), &out);
+    second->Drain(&out);
+    ASSERT_EQ(out.lines.size(), full.lines.size());
+    for (size_t i = 0; i < full.lines.size(); ++i) ASSERT_EQ(out.lines[i], full.lines[i]) << i;
+    for (int p = 0; p < 4; ++p) {
+      EXPECT_EQ(second->counters(p).results, engine->counters(p).results);
+      EXPECT_EQ(second->counters(p).late_dropped, engine->counters(p).late_dropped);
+    }
+  }
+}
+
+TEST(Checkpoint, PurgedKeysAreErased) {
+  Config c = ExampleConfig();
+  c.pipelines = {ExamplePipeline()};
+  c.pipelines[0].event_time.allowed_lateness_ms = 0;
+  Transcript t(c);
+  MemoryState state;
+  t.Data(1000, "d1", 1000);
+  t.engine().CollectChanges(&state);
+  EXPECT_EQ(state.rows.count({"p", 'k', "d1"}), 1u);
+  EXPECT_EQ(state.rows.count({"p", 'd', "d1"}), 1u);
+  t.Data(2000, "d1", 61000);  // fires and purges [0,60000); [60000,120000) stays
+  t.engine().CollectChanges(&state);
+  EXPECT_EQ(state.rows.count({"p", 'k', "d1"}), 1u);
+  t.Drain();
+  t.engine().CollectChanges(&state);
+  EXPECT_EQ(state.rows.count({"p", 'k', "d1"}), 0u);
+  EXPECT_EQ(state.erases, 1);
+}
+
+TEST(Checkpoint, GenerationNamesTheRows) {
+  Config c = ExampleConfig();
+  c.pipelines = {ExamplePipeline()};
+  Transcript t(c, {3});
+  MemoryState state;
+  t.Data(1000, "d1", 1000);
+  t.engine().CollectChanges(&state);
+  EXPECT_EQ(state.rows.count({"p~3", 'p', ""}), 1u);
+  EXPECT_EQ(state.rows.count({"p~3", 'k', "d1"}), 1u);
+}
+
+TEST(Checkpoint, CorruptBlobIsDataLoss) {
+  Config c = ExampleConfig();
+  c.pipelines = {ExamplePipeline()};
+  MemoryState state;
+  state.rows[{"p", 'k', "d1"}] = std::string("\x01\x05", 2);
+  auto e = NewEngine(c);
+  Status st = e->Restore(&state);
+  EXPECT_EQ(st.code(), StatusCode::kDataLoss);
+}
+
+}  // namespace
+}  // namespace weir::testing
+
+namespace weir::testing {
+namespace {
+
+// The incremental bookkeeping (watermark minimum, key deadlines, idle
+// deadlines, candidate keys) gives the same output as rescanning everything
+// every step, over several random fleets.
+TEST(Bookkeeping, IncrementalMatchesExhaustive) {
+  Config c = FleetConfig();
+  for (uint64_t seed = 1; seed <= 8; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    int devices = 3 + static_cast<int>(seed * 5);
+    std::vector<FleetEvent> events = MakeFleet(seed, devices, 15000);
+    FleetPlayer player(c, devices);
+    Lines fast, slow;
+    auto a = std::move(CreateEngine(c, {}, false)).value();
+    auto b = std::move(CreateEngine(c, {}, true)).value();
+    player.Play(*a, events, 0, events.size(), &fast);
+    player.Play(*b, events, 0, events.size(), &slow);
+    a->Drain(&fast);
+    b->Drain(&slow);
+    ASSERT_GT(fast.lines.size(), 100u);
+    for (size_t i = 0; i < std::min(fast.lines.size(), slow.lines.size()); ++i) {
+      ASSERT_EQ(fast.lines[i], slow.lines[i]) << i;
+    }
+    ASSERT_EQ(fast.lines.size(), slow.lines.size());
+  }
+}
+
+}  // namespace
+}  // namespace weir::testing
+
+namespace weir::testing {
+namespace {
+
+class MemorySpill : public SpillStore {
+ public:
+  void Put(std::string_view pipeline, std::string_view key, std::string_view blob) override {
+    rows[std::string(pipeline) + "/" + std::string(key)] = std::string(blob);
+    ++puts;
+  }
+  bool Get(std::string_view pipeline, std::string_view key, std::string* blob) override {
+    auto it = rows.find(std::string(pipeline) + "/" + std::string(key));
+    if (it == rows.end()) return false;
+    *blob = it->second;
+    return true;
+  }
+  void Erase(std::string_view pipeline, std::string_view key) override {
+    rows.erase(std::string(pipeline) + "/" + std::string(key));
+  }
+  std::map<std::string, std::string> rows;
+  int puts = 0;
+};
+
+class MaxSpilled : public Lines {
+ public:
+  Engine* engine = nullptr;
+  int64_t max_spilled = 0;
+  int64_t max_keys_seen = 0;
+  void OnResult(int pipeline, const ResultRecord& r) override {
+    Lines::OnResult(pipeline, r);
+    for (int p = 0; p < 4; ++p) {
+      max_spilled = std::max(max_spilled, engine->counters(p).spilled_keys);
+      max_keys_seen = std::max(max_keys_seen, engine->counters(p).keys);
+    }
+  }
+};
+
+// limits.max_keys: a tiny limit spills and reloads keys all the time, and the
+// results are those of a run with every key in memory.
+TEST(Spill, TinyMaxKeysGivesTheSameResults) {
+  for (uint64_t seed : {11, 12, 13}) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    int devices = 10 + static_cast<int>(seed % 3) * 7;
+    std::vector<FleetEvent> events = MakeFleet(seed, devices, 15000);
+    Config unlimited = FleetConfig();
+    Config tiny = FleetConfig();
+    for (auto& p : tiny.pipelines) p.max_keys = 1 + static_cast<int64_t>(seed % 2);
+    FleetPlayer player(unlimited, devices);
+
+    Lines want;
+    auto a = std::move(Engine::Create(unlimited)).value();
+    player.Play(*a, events, 0, events.size(), &want);
+    a->Drain(&want);
+
+    MemorySpill spill;
+    MaxSpilled got;
+    auto b = std::move(Engine::Create(tiny)).value();
+    got.engine = b.get();
+    b->SetSpillStore(&spill);
+    player.Play(*b, events, 0, events.size(), &got);
+    EXPECT_GT(got.max_spilled, 3);
+    EXPECT_GT(spill.puts, 100);
+    // Keys with pending revisions stay, so the limit can be exceeded briefly.
+    b->Drain(&got);
+    ASSERT_EQ(got.lines.size(), want.lines.size());
+    for (size_t i = 0; i < want.lines.size(); ++i) ASSERT_EQ(got.lines[i], want.lines[i]) << i;
+    EXPECT_TRUE(spill.rows.empty());
+  }
+}
+
+// Checkpoints of a spilling engine include the spilled keys.
+TEST(Spill, CheckpointIncludesSpilledKeys) {
+  const int kDevices = 15;
+  std::vector<FleetEvent> events = MakeFleet(21, kDevices, 8000);
+  Config c = FleetConfig();
+  for (auto& p : c.pipelines) p.max_keys = 2;
+  FleetPlayer player(c, kDevices);
+
+  Lines want;
+  auto a = std::move(Engine::Create(c)).value();
+  player.Play(*a, events, 0, events.size(), &want);
+  a->Drain(&want);
+
+  Lines got;
+  MemorySpill spill1, spill2;
+  MemoryState state;
+  auto b = std::move(Engine::Create(c)).value();
+  b->SetSpillStore(&spill1);
+  size_t split = events.size() / 2;
+  player.Play(*b, events, 0, split / 2, &got);
+  b->CollectChanges(&state);
+  player.Play(*b, events, split / 2, split, &got);
+  b->CollectChanges(&state);
+  EXPECT_FALSE(spill1.rows.empty());
+  auto r = std::move(Engine::Create(c)).value();
+  r->SetSpillStore(&spill2);
+  ASSERT_TRUE(r->Restore(&state).ok());
+  player.Play(*r, events, split, events.size(), &got);
+  r->Drain(&got);
+  ASSERT_EQ(got.lines.size(), want.lines.size());
+  for (size_t i = 0; i < want.lines.size(); ++i) ASSERT_EQ(got.lines[i], want.lines[i]) << i;
+}
+
+}  // namespace
+}  // namespace weir::testing

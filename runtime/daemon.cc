@@ -1,0 +1,849 @@
+#include "runtime/daemon.h"
+
+#include <uv.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/text.h"
+#include "ingest/bounded_queue.h"
+#include "ingest/mqtt_source.h"
+#include "runtime/processor.h"
+#include "runtime/uv_handles.h"
+#include "storage/store.h"
+#include "uplink/mqtt_uplink.h"
+
+#ifdef WEIR_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+namespace weir {
+namespace {
+
+constexpr const char* kLog = "run";
+// Processing time advances at least this often without messages (idle
+// release, late_emit_delay and firing by idleness are measured against it).
+constexpr int64_t kTickMs = 100;
+// Messages handled per loop wake-up before timers get a turn.
+constexpr size_t kIngestSlice = 512;
+// Ingest pauses while this many results wait for a commit (a slow disk
+// pushes back to the broker instead of growing memory).
+constexpr size_t kMaxPendingOutbox = 100000;
+
+int64_t WallClockMs() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+std::string ReplaceAll(std::string s, std::string_view from, std::string_view to) {
+  size_t at = 0;
+  while ((at = s.find(from, at)) != std::string::npos) {
+    s.replace(at, from.size(), to);
+    at += to.size();
+  }
+  return s;
+}
+
+std::string PipelineStorageId(const std::string& name, int64_t generation) {
+  return generation == 0 ? name : name + "~" + std::to_string(generation);
+}
+
+void Notify(const char* state) {
+#ifdef WEIR_HAVE_SYSTEMD
+  sd_notify(0, state);
+#else
+  (void)state;
+#endif
+}
+
+// Appends everything the engine emits to the batch being filled.
+class OutboxCollector : public EngineOutput {
+ public:
+  void Reset(CommitBatch* batch, int64_t now_ms) {
+    batch_ = batch;
+    now_ms_ = now_ms;
+  }
+  void set_now(int64_t now_ms) { now_ms_ = now_ms; }
+
+  void OnResult(int, const ResultRecord& r) override {
+    OutboxEntry e;
+    e.kind = r.retracted ? OutboxKind::kRetraction : OutboxKind::kResult;
+    e.id = r.id;
+    e.rev = r.rev;
+    e.pipeline = r.pipeline;
+    e.window_start = r.start;
+    e.window_end = r.end;
+    AppendResultJson(r, &e.payload);
+    e.created_ms = now_ms_;
+    batch_->outbox.push_back(std::move(e));
+    ++results_;
+  }
+
+  void OnLateSide(int pipeline_index, const Reading& reading, int64_t ts_ms) override {
+    OutboxEntry e;
+    e.kind = OutboxKind::kLateSide;
+    if (pipeline_index >= 0 && static_cast<size_t>(pipeline_index) < pipeline_names_.size())
+      e.pipeline = pipeline_names_[pipeline_index];
+    e.window_start = ts_ms;
+    e.window_end = ts_ms;
+    std::string& p = e.payload;
+    p.append("{\"pipeline\":");
+    AppendJsonString(e.pipeline, &p);
+    p.append(",\"device\":");
+    AppendJsonString(reading.device, &p);
+    p.append(",\"ts\":");
+    AppendInt(ts_ms, &p);
+    if (reading.has_seq) {
+      p.append(",\"seq\":");
+      AppendInt(reading.seq, &p);
+    }
+    p.append(",\"fields\":{");
+    bool first = true;
+    for (size_t i = 0; i < field_names_->size(); ++i) {
+      if (!reading.HasField(static_cast<int>(i))) continue;
+      if (!first) p.push_back(',');
+      first = false;
+      AppendJsonString((*field_names_)[i], &p);
+      p.push_back(':');
+      AppendDouble(reading.field[i], &p);
+    }
+    p.append("}}");
+    e.created_ms = now_ms_;
+    batch_->outbox.push_back(std::move(e));
+  }
+
+  void SetNames(const Config* config) {
+    field_names_storage_.clear();
+    for (const auto& f : config->source.fields) field_names_storage_.push_back(f.name);
+    field_names_ = &field_names_storage_;
+    pipeline_names_.clear();
+    for (const auto& p : config->pipelines) pipeline_names_.push_back(p.name);
+  }
+
+  int64_t results() const { return results_; }
+
+ private:
+  CommitBatch* batch_ = nullptr;
+  int64_t now_ms_ = 0;
+  int64_t results_ = 0;
+  std::vector<std::string> field_names_storage_;
+  const std::vector<std::string>* field_names_ = &field_names_storage_;
+  std::vector<std::string> pipeline_names_;
+};
+
+// Appends `more` after `base`, keeping order (a failed batch goes first).
+void AppendBatch(CommitBatch* base, CommitBatch&& more) {
+  auto move_all = [](auto* dst, auto& src) {
+    for (auto& x : src) dst->push_back(std::move(x));
+  };
+  move_all(&base->outbox, more.outbox);
+  move_all(&base->state, more.state);
+  move_all(&base->state_cleared, more.state_cleared);
+  move_all(&base->dedup, more.dedup);
+  move_all(&base->journal, more.journal);
+  base->journal_processed += more.journal_processed;
+  base->checkpoint_seq = std::max(base->checkpoint_seq, more.checkpoint_seq);
+  move_all(&base->pipelines, more.pipelines);
+  move_all(&base->pipelines_removed, more.pipelines_removed);
+  if (more.config) base->config = std::move(more.config);
+  move_all(&base->counters, more.counters);
+}
+
+}  // namespace
+
+struct Daemon::Impl {
+  DaemonOptions options;
+  Config config;
+  std::vector<int64_t> generations;  // parallel to config.pipelines
+
+  uv_loop_t loop{};
+  std::unique_ptr<Store> store;
+  std::unique_ptr<StoreReader> reader;  // loop thread only
+  std::unique_ptr<JournalWriter> journal;
+  std::unique_ptr<MessageProcessor> processor;
+  std::unique_ptr<BoundedQueue<Message>> queue;
+  std::unique_ptr<MqttSource> source;
+  std::unique_ptr<MqttUplink> uplink;
+
+  std::unique_ptr<UvAsync> ingest_wake, commit_wake, ack_wake;
+  std::unique_ptr<UvTimer> tick_timer, commit_timer, retry_timer;
+  std::vector<std::unique_ptr<UvSignal>> signals;
+
+  // Loop-thread state.
+  CommitBatch pending;
+  OutboxCollector collector;
+  bool commit_inflight = false;
+  int64_t last_journal_seq = -1;  // highest journal seq processed (journal mode)
+  bool stopping = false;
+  int exit_code = 0;
+  RateLimiter reject_log{5, 10000};
+  RateLimiter commit_error_log{3, 10000};
+
+  // Commit completions and PUBACKs cross over from other threads.
+  std::mutex cross_mu;
+  std::deque<CommitResult> commit_results;
+  std::vector<int64_t> acked_positions;
+
+  // Uplink hand-over (loop thread): rows above live_cursor are read in
+  // position order; [backlog_after, backlog_upto] is what was pending when
+  // weir started, drained oldest-first behind live rows (order live_first).
+  int64_t live_cursor = 0;
+  int64_t backlog_after = 0;
+  int64_t backlog_upto = 0;
+  std::unordered_map<int64_t, int64_t> handed_rev;  // pos -> rev, until acked
+  std::string uplink_topic_template;
+
+  explicit Impl(DaemonOptions o) : options(std::move(o)) {}
+
+  // ---- setup -------------------------------------------------------------
+
+  bool LoadConfig(const std::string& path, Config* out) {
+    std::vector<ConfigError> errors;
+    auto parsed = LoadConfigFile(path, &errors, /*for_run=*/true);
+    if (!parsed) {
+      std::fputs(FormatConfigErrors(path, errors).c_str(), stderr);
+      return false;
+    }
+    *out = std::move(*parsed);
+    return true;
+  }
+
+  Status OpenStore() {
+    StoreOptions so = StoreOptionsFromConfig(config);
+    auto st = Store::Open(so);
+    if (!st.ok()) return st.status();
+    store = std::move(st).value();
+    auto rd = StoreReader::Open(config.storage.path, /*read_only=*/false);
+    if (!rd.ok()) return rd.status();
+    reader = std::move(rd).value();
+    if (config.ingest.durability == Durability::kJournal) {
+      auto jw = store->NewJournalWriter();
+      if (!jw.ok()) return jw.status();
+      journal = std::move(jw).value();
+    }
+    return Status::Ok();
+  }
+
+  // Generations for `cfg` from the stored pipeline records (DESIGN 6.5). A
+  // stored record with another fingerprint means the definition changed
+  // while weir was down; Recover handles that by applying it as a reload.
+  std::vector<int64_t> StoredGenerations(const Config& cfg,
+                                         const std::vector<PipelineRecord>& stored) {
+    std::vector<int64_t> gens;
+    for (const auto& p : cfg.pipelines) {
+      int64_t g = 0;
+      for (const auto& r : stored)
+        if (r.name == p.name) g = r.generation;
+      gens.push_back(g);
+    }
+    return gens;
+  }
+
+  Status BuildProcessor(const Config& cfg, const std::vector<int64_t>& gens) {
+    auto proc = MessageProcessor::Create(cfg, gens);
+    if (!proc.ok()) return proc.status();
+    processor = std::move(proc).value();
+    collector.SetNames(&cfg);
+    RETURN_IF_ERROR(processor->engine().Restore(reader.get()));
+    return reader->ForEachDedup([this](std::string_view device, std::string_view blob) {
+      return processor->dedup().Restore(device, blob);
+    });
+  }
+
+  // Commits whatever is pending and waits for it (startup, reload, shutdown).
+  Status CommitAndWait() {
+    SubmitCommit(/*force=*/true);
+    Status st = store->Flush();
+    HandleCommitResults();
+    if (!st.ok()) return st;
+    if (commit_inflight) return Internal("commit did not complete");
+    // A failed batch was merged back into pending; try once more.
+    if (!pending.empty()) {
+      SubmitCommit(true);
+      RETURN_IF_ERROR(store->Flush());
+      HandleCommitResults();
+      if (!pending.empty()) return Unavailable("could not commit the pending batch");
+    }
+    return Status::Ok();
+  }
+
+  Status Recover() {
+    auto stored = reader->Pipelines();
+    if (!stored.ok()) return stored.status();
+    auto last = reader->LastConfig();
+    if (!last.ok()) return last.status();
+
+    // Recover under the config the state was written with, then apply the
+    // file's config as a reload when it differs (DESIGN 6.5).
+    Config recovery = config;
+    bool differs = false;
+    if (last.value() && last.value()->text != config.text) {
+      std::vector<ConfigError> errors;
+      auto old = ParseConfig(last.value()->text, &errors, /*for_run=*/false);
+      if (old) {
+        old->uplink = config.uplink;  // the uplink in force is the file's
+        old->storage = config.storage;
+        recovery = std::move(*old);
+        differs = true;
+      } else {
+        LOG_WARN(kLog, "the config stored in %s no longer parses (%s); recovering under %s",
+                 config.storage.path.c_str(),
+                 errors.empty() ? "?" : errors[0].message.c_str(), options.config_path.c_str());
+      }
+    }
+    std::vector<int64_t> gens = StoredGenerations(recovery, stored.value());
+    RETURN_IF_ERROR(BuildProcessor(recovery, gens));
+    Config new_config = std::move(config);
+    config = std::move(recovery);
+    generations = gens;
+
+    auto checkpoint = reader->CheckpointSeq();
+    if (!checkpoint.ok()) return checkpoint.status();
+    last_journal_seq = checkpoint.value();
+    int64_t replayed = 0;
+    collector.Reset(&pending, 0);
+    RETURN_IF_ERROR(reader->ForEachJournal(checkpoint.value(), [&](const Message& m) {
+      collector.set_now(m.arrival_ms);
+      processor->Process(m, &collector);
+      last_journal_seq = m.journal_seq;
+      ++replayed;
+      return Status::Ok();
+    }));
+    if (replayed > 0) {
+      LOG_INFO(kLog, "replayed %lld journaled messages after checkpoint %lld",
+               static_cast<long long>(replayed), static_cast<long long>(checkpoint.value()));
+    }
+    if (!differs) {
+      RecordConfig(stored.value());
+      return CommitAndWait();
+    }
+    RETURN_IF_ERROR(CommitAndWait());
+    return ApplyConfig(std::move(new_config), stored.value());
+  }
+
+  // Writes the pipeline records and the config text with the next commit.
+  void RecordConfig(const std::vector<PipelineRecord>& stored) {
+    int64_t now = WallClockMs();
+    for (size_t i = 0; i < config.pipelines.size(); ++i) {
+      const auto& p = config.pipelines[i];
+      bool same = false;
+      for (const auto& r : stored)
+        if (r.name == p.name && r.generation == generations[i] && r.fingerprint == p.fingerprint)
+          same = true;
+      if (!same)
+        pending.pipelines.push_back(
+            {p.name, generations[i], p.fingerprint, p.definition_json, now});
+    }
+    pending.config = ConfigRecord{config.text, now};
+  }
+
+  // Applies `next` pipeline by pipeline (DESIGN 6.5). Called with nothing
+  // pending (after CommitAndWait), between two messages.
+  Status ApplyConfig(Config next, const std::vector<PipelineRecord>& stored) {
+    // Pipelines whose old state ends: removed ones and changed definitions.
+    Config ending = config;
+    ending.pipelines.clear();
+    std::vector<int64_t> ending_gens;
+    std::vector<int64_t> next_gens;
+    int64_t now = WallClockMs();
+    for (size_t i = 0; i < config.pipelines.size(); ++i) {
+      const auto& old = config.pipelines[i];
+      const PipelineConfig* found = nullptr;
+      for (const auto& p : next.pipelines)
+        if (p.name == old.name) found = &p;
+      if (found && found->fingerprint == old.fingerprint) {
+        LOG_INFO(kLog, "pipeline %s: unchanged, state kept", old.name.c_str());
+        continue;
+      }
+      ending.pipelines.push_back(old);
+      ending_gens.push_back(generations[i]);
+      if (!found) {
+        LOG_INFO(kLog, "pipeline %s: removed; open windows emitted, state deleted",
+                 old.name.c_str());
+        // Keep the name's record with the next generation reserved, so a
+        // pipeline added again under this name never reuses an old id.
+        pending.pipelines.push_back({old.name, generations[i] + 1, "", "", now});
+      }
+    }
+    for (const auto& p : next.pipelines) {
+      int64_t g = 0;
+      bool known = false;
+      for (size_t i = 0; i < config.pipelines.size(); ++i) {
+        if (config.pipelines[i].name != p.name) continue;
+        known = true;
+        g = generations[i];
+        if (config.pipelines[i].fingerprint != p.fingerprint) {
+          g += 1;
+          LOG_INFO(kLog, "pipeline %s: definition changed; open windows emitted, restarting as "
+                   "generation %lld (ids %s)",
+                   p.name.c_str(), static_cast<long long>(g),
+                   PipelineStorageId(p.name, g).c_str());
+        }
+      }
+      if (!known) {
+        for (const auto& r : stored)
+          if (r.name == p.name) g = r.generation;  // a name used before (reserved generation)
+        LOG_INFO(kLog, "pipeline %s: new (generation %lld)", p.name.c_str(),
+                 static_cast<long long>(g));
+      }
+      next_gens.push_back(g);
+    }
+
+    if (!ending.pipelines.empty()) {
+      // Emit the ending pipelines' windows as --drain would, from their
+      // committed state, then delete that state.
+      auto drained = Engine::Create(ending, ending_gens);
+      if (!drained.ok()) return drained.status();
+      RETURN_IF_ERROR(drained.value()->Restore(reader.get()));
+      collector.Reset(&pending, processor->now_ms());
+      drained.value()->Drain(&collector);
+      for (size_t i = 0; i < ending.pipelines.size(); ++i)
+        pending.state_cleared.push_back(
+            PipelineStorageId(ending.pipelines[i].name, ending_gens[i]));
+    }
+
+    bool source_changed = config.source.broker != next.source.broker ||
+                          config.source.client_id != next.source.client_id ||
+                          config.source.qos != next.source.qos ||
+                          config.source.username != next.source.username ||
+                          config.source.password != next.source.password ||
+                          SubscriptionFilters(config) != SubscriptionFilters(next);
+    bool uplink_changed = config.uplink.broker != next.uplink.broker ||
+                          config.uplink.client_id != next.uplink.client_id ||
+                          config.uplink.username != next.uplink.username ||
+                          config.uplink.password != next.uplink.password ||
+                          config.uplink.tls.ca != next.uplink.tls.ca ||
+                          config.uplink.tls.cert != next.uplink.tls.cert ||
+                          config.uplink.tls.key != next.uplink.tls.key ||
+                          config.uplink.batch_max != next.uplink.batch_max ||
+                          config.uplink.topic != next.uplink.topic;
+    int64_t now_ms = processor->now_ms();
+    config = std::move(next);
+    generations = next_gens;
+    RecordConfig(stored);
+    RETURN_IF_ERROR(CommitAndWait());
+    RETURN_IF_ERROR(BuildProcessor(config, generations));
+    if (now_ms > 0) processor->AdvanceTo(now_ms, &collector);
+
+    if (uplink && uplink_changed) {
+      LOG_INFO(kLog, "uplink settings changed: reconnecting the uplink");
+      RETURN_IF_ERROR(StartUplink());
+    } else if (uplink) {
+      uplink->SetMaxRate(config.uplink.max_rate_per_s);
+    }
+    if (source && source_changed) {
+      LOG_INFO(kLog, "source settings changed: reconnecting to the gateway broker");
+      RETURN_IF_ERROR(StartSource());
+    }
+    return Status::Ok();
+  }
+
+  static std::vector<std::string> SubscriptionFilters(const Config& cfg) {
+    auto router = TopicRouter::Create(cfg.source);
+    if (!router.ok()) return {};
+    return router.value().SubscriptionFilters();
+  }
+
+  Status StartUplink() {
+    if (uplink) {
+      uplink->Stop();
+      uplink.reset();
+    }
+    MqttUplinkOptions uo;
+    uo.broker = config.uplink.broker;
+    uo.client_id = config.uplink.client_id;
+    uo.username = config.uplink.username;
+    uo.password = config.uplink.password;
+    uo.tls.ca = config.uplink.tls.ca;
+    uo.tls.cert = config.uplink.tls.cert;
+    uo.tls.key = config.uplink.tls.key;
+    uo.batch_max = config.uplink.batch_max;
+    uo.max_rate_per_s = config.uplink.max_rate_per_s;
+    uplink_topic_template = ReplaceAll(config.uplink.topic, "{gateway}", config.gateway);
+    uplink = std::make_unique<MqttUplink>(uo, [this](const std::vector<int64_t>& positions) {
+      {
+        std::lock_guard<std::mutex> lock(cross_mu);
+        acked_positions.insert(acked_positions.end(), positions.begin(), positions.end());
+      }
+      if (ack_wake) ack_wake->Send();
+    });
+    RETURN_IF_ERROR(uplink->Start());
+    // Everything pending now is backlog: hand it over again from the start.
+    StoreStats st = store->stats();
+    handed_rev.clear();
+    backlog_after = 0;
+    backlog_upto = st.newest_pos;
+    live_cursor = config.uplink.order == UplinkOrder::kLiveFirst ? st.newest_pos : 0;
+    return Status::Ok();
+  }
+
+  Status StartSource() {
+    if (source) {
+      source->Stop();
+      source.reset();
+    }
+    MqttSourceOptions so;
+    so.broker = config.source.broker;
+    so.client_id = config.source.client_id;
+    so.qos = config.source.qos;
+    so.filters = SubscriptionFilters(config);
+    so.session_expiry_ms = config.source.session_expiry_ms;
+    so.username = config.source.username;
+    so.password = config.source.password;
+    so.clock_ms = WallClockMs;
+    source = std::make_unique<MqttSource>(so, [this](Message&& m) { OnArrival(std::move(m)); });
+    return source->Start();
+  }
+
+  // ---- MQTT thread -------------------------------------------------------
+
+  // Runs inside Paho's callback: the broker's PUBACK follows our return, so
+  // under durability journal the message must be in the journal first.
+  void OnArrival(Message&& m) {
+    if (journal) {
+      for (int attempt = 0;; ++attempt) {
+        Status st = journal->Append(&m);
+        if (st.ok()) break;
+        if (st.code() == StatusCode::kResourceExhausted || st.code() == StatusCode::kUnavailable) {
+          // Full disk or busy database: hold the broker back until there is
+          // room (DESIGN 6.3 on_full block); nothing is acknowledged meanwhile.
+          int64_t suppressed = 0;
+          if (commit_error_log.Allow(WallClockMs(), &suppressed))
+            LOG_ERROR("ingest", "journal append failed, holding ingest: %s",
+                      st.ToString().c_str());
+          std::this_thread::sleep_for(std::chrono::milliseconds(std::min(1000, 10 << std::min(attempt, 6))));
+          continue;
+        }
+        // Anything else (I/O error, corruption): stop before the PUBACK so the
+        // broker keeps the message for the next start.
+        LOG_ERROR("ingest", "journal append failed: %s; stopping without acknowledging",
+                  st.ToString().c_str());
+        std::fflush(stderr);
+        std::_Exit(70);
+      }
+    }
+    queue->Push(std::move(m));
+  }
+
+  // ---- loop thread -------------------------------------------------------
+
+  bool IngestPaused() const {
+    return pending.outbox.size() >= kMaxPendingOutbox || store->stats().full;
+  }
+
+  void OnIngestWake() {
+    if (!processor) return;
+    if (IngestPaused()) return;  // the commit completion wakes us again
+    std::deque<Message> batch;
+    queue->PopSome(&batch, kIngestSlice);
+    for (Message& m : batch) ProcessOne(std::move(m));
+    if (queue->size() > 0 && !IngestPaused()) ingest_wake->Send();
+  }
+
+  void ProcessOne(Message&& m) {
+    collector.Reset(&pending, m.arrival_ms);
+    const MessageOutcome& out = processor->Process(m, &collector);
+    if (out.rejected > 0) {
+      int64_t suppressed = 0;
+      if (reject_log.Allow(m.arrival_ms, &suppressed)) {
+        LOG_WARN("ingest", "rejected %d reading(s) on %s: %s: %.*s%s", out.rejected,
+                 m.topic.c_str(), RejectReasonName(out.first_reject),
+                 static_cast<int>(out.first_reject_detail.size()),
+                 out.first_reject_detail.data(),
+                 suppressed ? (" (" + std::to_string(suppressed) + " similar suppressed)").c_str()
+                            : "");
+      }
+    }
+    if (journal) {
+      last_journal_seq = m.journal_seq;
+    } else {
+      pending.journal.push_back(std::move(m));
+      pending.journal_processed = static_cast<int64_t>(pending.journal.size());
+    }
+  }
+
+  void OnTick() {
+    if (!processor) return;
+    int64_t now = WallClockMs();
+    collector.Reset(&pending, now);
+    processor->AdvanceTo(now, &collector);
+  }
+
+  void SubmitCommit(bool force) {
+    if (commit_inflight) return;
+    BatchStateWriter writer(&pending);
+    if (processor) {
+      processor->engine().CollectChanges(&writer);
+      processor->dedup().CollectChanges([this](std::string_view device, std::string_view blob) {
+        pending.dedup.emplace_back(std::string(device), std::string(blob));
+      });
+    }
+    if (journal && last_journal_seq > 0) pending.checkpoint_seq = last_journal_seq;
+    if (pending.empty() && !force) return;
+    commit_inflight = true;
+    CommitBatch batch = std::move(pending);
+    pending = CommitBatch();
+    store->Commit(std::move(batch), [this](CommitResult&& r) {
+      {
+        std::lock_guard<std::mutex> lock(cross_mu);
+        commit_results.push_back(std::move(r));
+      }
+      if (commit_wake) commit_wake->Send();
+    });
+  }
+
+  void HandleCommitResults() {
+    std::deque<CommitResult> results;
+    {
+      std::lock_guard<std::mutex> lock(cross_mu);
+      results.swap(commit_results);
+    }
+    for (CommitResult& r : results) {
+      commit_inflight = false;
+      if (r.status.ok()) {
+        if (r.dropped > 0)
+          LOG_WARN("storage", "storage.max_bytes reached: dropped %lld oldest undelivered "
+                   "results (a loss record tells the receiver)", static_cast<long long>(r.dropped));
+        continue;
+      }
+      int64_t suppressed = 0;
+      if (commit_error_log.Allow(WallClockMs(), &suppressed))
+        LOG_ERROR("storage", "commit failed, will retry: %s", r.status.ToString().c_str());
+      // Nothing of the batch was written: put it back in front and retry.
+      CommitBatch retry = std::move(r.batch);
+      AppendBatch(&retry, std::move(pending));
+      pending = std::move(retry);
+      if (retry_timer && !stopping) retry_timer->Start(1000, 0);
+    }
+  }
+
+  void OnCommitWake() {
+    HandleCommitResults();
+    PumpUplink();
+    if (!stopping && queue && queue->size() > 0) ingest_wake->Send();
+  }
+
+  std::string TopicFor(const OutboxRow& row) const {
+    std::string t = ReplaceAll(uplink_topic_template, "{pipeline}", row.pipeline);
+    if (row.kind == OutboxKind::kLateSide) t += "/late";
+    return t;
+  }
+
+  size_t UplinkWindow() const {
+    return static_cast<size_t>(std::max<int64_t>(2000, 20 * config.uplink.batch_max));
+  }
+
+  // Hands committed rows to the uplink: new rows first, then the backlog
+  // that was pending at start, keeping at most UplinkWindow() rows in memory.
+  void PumpUplink() {
+    if (!uplink || !reader) return;
+    std::vector<weir::OutboxRow> rows;
+    while (uplink->pending_rows() < UplinkWindow()) {
+      int room = static_cast<int>(std::min<size_t>(500, UplinkWindow() - uplink->pending_rows()));
+      rows.clear();
+      bool backlog = false;
+      if (config.uplink.order == UplinkOrder::kInOrder) {
+        Status st = reader->ReadOutbox(live_cursor, INT64_MAX, room, &rows);
+        if (!st.ok()) {
+          LOG_ERROR("uplink", "reading the outbox: %s", st.ToString().c_str());
+          return;
+        }
+        if (rows.empty()) return;
+        live_cursor = rows.back().pos;
+        backlog = rows.back().pos <= backlog_upto;
+      } else {
+        Status st = reader->ReadOutbox(live_cursor, INT64_MAX, room, &rows);
+        if (!st.ok()) {
+          LOG_ERROR("uplink", "reading the outbox: %s", st.ToString().c_str());
+          return;
+        }
+        if (!rows.empty()) {
+          live_cursor = rows.back().pos;
+        } else if (backlog_after < backlog_upto) {
+          st = reader->ReadOutbox(backlog_after, backlog_upto, room, &rows);
+          if (!st.ok()) {
+            LOG_ERROR("uplink", "reading the outbox: %s", st.ToString().c_str());
+            return;
+          }
+          if (rows.empty()) {
+            backlog_after = backlog_upto;
+            return;
+          }
+          backlog_after = rows.back().pos;
+          backlog = true;
+        } else {
+          return;
+        }
+      }
+      std::vector<UplinkRow> out;
+      out.reserve(rows.size());
+      for (auto& r : rows) {
+        handed_rev[r.pos] = r.rev;
+        UplinkRow u;
+        u.position = r.pos;
+        u.topic = TopicFor(r);
+        u.id = r.id;
+        u.payload = std::move(r.payload);
+        out.push_back(std::move(u));
+      }
+      uplink->Enqueue(std::move(out), backlog);
+    }
+  }
+
+  void OnAckWake() {
+    std::vector<int64_t> positions;
+    {
+      std::lock_guard<std::mutex> lock(cross_mu);
+      positions.swap(acked_positions);
+    }
+    if (!positions.empty()) {
+      std::vector<OutboxKey> keys;
+      keys.reserve(positions.size());
+      for (int64_t pos : positions) {
+        auto it = handed_rev.find(pos);
+        if (it == handed_rev.end()) continue;  // reported twice
+        keys.push_back({pos, it->second});
+        handed_rev.erase(it);
+      }
+      if (!keys.empty()) {
+        store->DeleteDelivered(std::move(keys), [](const DeleteResult& r) {
+          if (!r.status.ok())
+            LOG_ERROR("storage", "deleting delivered results: %s (they will be sent again)",
+                      r.status.ToString().c_str());
+        });
+      }
+    }
+    PumpUplink();
+  }
+
+  void Reload() {
+    LOG_INFO(kLog, "SIGHUP: reloading %s", options.config_path.c_str());
+    Config next;
+    std::vector<ConfigError> errors;
+    auto parsed = LoadConfigFile(options.config_path, &errors, /*for_run=*/true);
+    if (!parsed) {
+      LOG_ERROR(kLog, "reload rejected; the running config stays in force:\n%s",
+                FormatConfigErrors(options.config_path, errors).c_str());
+      return;
+    }
+    if (parsed->storage.path != config.storage.path)
+      LOG_WARN(kLog, "storage.path changes only on restart; keeping %s",
+               config.storage.path.c_str());
+    parsed->storage = config.storage;
+    // Messages already taken from the queue were processed under the old
+    // config; the rest go through the new one (DESIGN 6.5).
+    Status st = CommitAndWait();
+    if (st.ok()) {
+      auto stored = reader->Pipelines();
+      st = stored.ok() ? ApplyConfig(std::move(*parsed), stored.value()) : stored.status();
+    }
+    if (!st.ok()) {
+      LOG_ERROR(kLog, "reload failed: %s", st.ToString().c_str());
+      return;
+    }
+    LOG_INFO(kLog, "reload applied");
+  }
+
+  void Shutdown() {
+    if (stopping) return;
+    stopping = true;
+    LOG_INFO(kLog, "shutting down");
+    Notify("STOPPING=1");
+    if (source) source->Stop();  // no more callbacks: nothing is acknowledged after this
+    tick_timer->Stop();
+    commit_timer->Stop();
+    retry_timer->Stop();
+    // Everything already taken from the broker is processed and committed.
+    std::deque<Message> rest;
+    while (queue->PopSome(&rest, 4096) > 0) {
+      for (Message& m : rest) ProcessOne(std::move(m));
+      rest.clear();
+    }
+    Status st = CommitAndWait();
+    if (!st.ok()) {
+      LOG_ERROR(kLog, "final commit failed: %s", st.ToString().c_str());
+      exit_code = 1;
+    }
+    if (uplink) {
+      PumpUplink();
+      uplink->WaitIdle(2000);
+      OnAckWake();
+      uplink->Stop();
+    }
+    Status fs = store->Flush();
+    if (!fs.ok()) LOG_ERROR(kLog, "storage flush: %s", fs.ToString().c_str());
+    store->Close();
+    ingest_wake->Close();
+    commit_wake->Close();
+    ack_wake->Close();
+    tick_timer->Close();
+    commit_timer->Close();
+    retry_timer->Close();
+    for (auto& s : signals) s->Close();
+    LOG_INFO(kLog, "stopped");
+  }
+
+  int Run() {
+    if (!LoadConfig(options.config_path, &config)) return 2;
+    uv_loop_init(&loop);
+    queue = std::make_unique<BoundedQueue<Message>>(
+        static_cast<size_t>(config.ingest.queue_capacity), [this] { ingest_wake->Send(); });
+    ingest_wake = std::make_unique<UvAsync>(&loop, [this] { OnIngestWake(); });
+    commit_wake = std::make_unique<UvAsync>(&loop, [this] { OnCommitWake(); });
+    ack_wake = std::make_unique<UvAsync>(&loop, [this] { OnAckWake(); });
+    tick_timer = std::make_unique<UvTimer>(&loop, [this] { OnTick(); });
+    commit_timer = std::make_unique<UvTimer>(&loop, [this] {
+      SubmitCommit(false);
+    });
+    retry_timer = std::make_unique<UvTimer>(&loop, [this] { SubmitCommit(false); });
+    signals.push_back(std::make_unique<UvSignal>(&loop, SIGINT, [this] { Shutdown(); }));
+    signals.push_back(std::make_unique<UvSignal>(&loop, SIGTERM, [this] { Shutdown(); }));
+    signals.push_back(std::make_unique<UvSignal>(&loop, SIGHUP, [this] { Reload(); }));
+
+    Status st = OpenStore();
+    if (st.ok()) st = Recover();
+    if (st.ok()) st = StartUplink();
+    if (st.ok()) st = StartSource();
+    if (!st.ok()) {
+      LOG_ERROR(kLog, "%s", st.ToString().c_str());
+      if (source) source->Stop();
+      if (uplink) uplink->Stop();
+      if (store) store->Close();
+      stopping = true;
+      ingest_wake->Close();
+      commit_wake->Close();
+      ack_wake->Close();
+      tick_timer->Close();
+      commit_timer->Close();
+      retry_timer->Close();
+      for (auto& s : signals) s->Close();
+      uv_run(&loop, UV_RUN_DEFAULT);
+      uv_loop_close(&loop);
+      return 1;
+    }
+    tick_timer->Start(kTickMs, kTickMs);
+    int64_t interval = std::max<int64_t>(1, config.storage.commit_interval_ms);
+    commit_timer->Start(interval, interval);
+    PumpUplink();
+    LOG_INFO(kLog, "weir %s running: gateway %s, %zu pipeline(s), storage %s", WEIR_VERSION,
+             config.gateway.c_str(), config.pipelines.size(), config.storage.path.c_str());
+    Notify("READY=1");
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    return exit_code;
+  }
+};
+
+Daemon::Daemon(DaemonOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Daemon::~Daemon() = default;
+int Daemon::Run() { return impl_->Run(); }
+
+}  // namespace weir
