@@ -3,10 +3,10 @@
 // too, and because falling back from MQTT 5 to 3.1.1 needs a new client.
 #include "ingest/mqtt_source.h"
 
+#include <mqtt/async_client.h>
+
 #include <chrono>
 #include <cstdio>
-
-#include <mqtt/async_client.h>
 
 #include "core/backoff.h"
 
@@ -14,10 +14,14 @@ namespace weir {
 
 const char* SourceStateName(SourceState state) {
   switch (state) {
-    case SourceState::kStopped: return "stopped";
-    case SourceState::kConnecting: return "connecting";
-    case SourceState::kConnected: return "connected";
-    case SourceState::kDisconnected: return "disconnected";
+    case SourceState::kStopped:
+      return "stopped";
+    case SourceState::kConnecting:
+      return "connecting";
+    case SourceState::kConnected:
+      return "connected";
+    case SourceState::kDisconnected:
+      return "disconnected";
   }
   return "unknown";
 }
@@ -100,9 +104,8 @@ void MqttSource::Stop() {
 
 bool MqttSource::WaitConnected(int64_t timeout_ms) {
   std::unique_lock<std::mutex> lock(impl_->mu);
-  return impl_->cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), [this] {
-    return impl_->stats.state == SourceState::kConnected;
-  });
+  return impl_->cv.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                            [this] { return impl_->stats.state == SourceState::kConnected; });
 }
 
 MqttSourceStats MqttSource::stats() const {
@@ -131,8 +134,8 @@ bool MqttSource::Impl::ConnectOnce() {
       client.reset();  // a different MQTT version needs a new Paho client
       mqtt::create_options create(version_try == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
       // No Paho persistence: the broker's persistent session is the store.
-      client = std::make_unique<mqtt::async_client>(options.broker, options.client_id, create,
-                                                    nullptr);
+      client =
+          std::make_unique<mqtt::async_client>(options.broker, options.client_id, create, nullptr);
       client_version = version_try;
       client->set_message_callback([this](mqtt::const_message_ptr msg) { OnMessage(msg); });
       client->set_connection_lost_handler([this](const std::string& cause) {

@@ -3,6 +3,7 @@
 // threads only report PUBACKs, refusals and lost connections back under `mu`.
 #include "uplink/mqtt_uplink.h"
 
+#include <mqtt/async_client.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,18 +19,20 @@
 #include <mutex>
 #include <thread>
 
-#include <mqtt/async_client.h>
-
 #include "core/backoff.h"
 
 namespace weir {
 
 const char* UplinkStateName(UplinkState state) {
   switch (state) {
-    case UplinkState::kStopped: return "stopped";
-    case UplinkState::kConnecting: return "connecting";
-    case UplinkState::kConnected: return "connected";
-    case UplinkState::kDisconnected: return "disconnected";
+    case UplinkState::kStopped:
+      return "stopped";
+    case UplinkState::kConnecting:
+      return "connecting";
+    case UplinkState::kConnected:
+      return "connected";
+    case UplinkState::kDisconnected:
+      return "disconnected";
   }
   return "unknown";
 }
@@ -88,7 +91,7 @@ struct MqttUplink::Impl : public mqtt::iaction_listener {
   std::map<uint64_t, Batch> inflight;  // by batch number, which is the publish context
   uint64_t next_batch = 1;
   int reporting = 0;  // Delivered callbacks running: WaitIdle waits for them too
-  int window = 1;  // messages in flight: min(max_inflight, broker's receive maximum)
+  int window = 1;     // messages in flight: min(max_inflight, broker's receive maximum)
   double rate_per_s = 0;
   double tokens = 0;
   Clock::time_point refilled_at = Clock::now();
@@ -144,13 +147,15 @@ Status MqttUplink::CheckTlsFiles(const UplinkTlsOptions& tls) {
   if (!tls.key.empty()) {
     struct stat st;
     if (stat(tls.key.c_str(), &st) != 0) {
-      return InvalidArgument("uplink.tls.key: cannot stat " + tls.key + ": " + std::strerror(errno));
+      return InvalidArgument("uplink.tls.key: cannot stat " + tls.key + ": " +
+                             std::strerror(errno));
     }
     if (st.st_mode & (S_IRGRP | S_IROTH)) {
       char mode[8];
       std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-      return FailedPrecondition("uplink.tls.key " + tls.key + " is readable by group or others (mode " +
-                                mode + "); restrict it with: chmod 600 " + tls.key);
+      return FailedPrecondition("uplink.tls.key " + tls.key +
+                                " is readable by group or others (mode " + mode +
+                                "); restrict it with: chmod 600 " + tls.key);
     }
   }
   return Status::Ok();
@@ -250,7 +255,8 @@ void MqttUplink::Impl::RequeueLocked(Batch&& b) {
 }
 
 void MqttUplink::Impl::RequeueAllLocked() {
-  for (auto it = inflight.rbegin(); it != inflight.rend(); ++it) RequeueLocked(std::move(it->second));
+  for (auto it = inflight.rbegin(); it != inflight.rend(); ++it)
+    RequeueLocked(std::move(it->second));
   inflight.clear();
 }
 

@@ -63,13 +63,13 @@ const char* UplinkStateName(UplinkState state);
 struct MqttUplinkStats {
   UplinkState state = UplinkState::kStopped;
   int mqtt_version = 0;
-  uint64_t rows_queued = 0;        // handed over, not yet published
-  uint64_t rows_inflight = 0;      // published, awaiting PUBACK
+  uint64_t rows_queued = 0;    // handed over, not yet published
+  uint64_t rows_inflight = 0;  // published, awaiting PUBACK
   uint64_t messages_inflight = 0;
   uint64_t rows_delivered = 0;
   uint64_t messages_published = 0;  // resends included
   uint64_t messages_acked = 0;
-  uint64_t rows_resent = 0;         // rows put back after a lost connection or a refusal
+  uint64_t rows_resent = 0;  // rows put back after a lost connection or a refusal
   uint64_t connects = 0;
   uint64_t connection_losses = 0;
   uint64_t connect_failures = 0;
