@@ -12,6 +12,8 @@
 #include <unordered_map>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include "core/log.h"
 #include "core/text.h"
 #include "ingest/bounded_queue.h"
@@ -54,6 +56,37 @@ std::string ReplaceAll(std::string s, std::string_view from, std::string_view to
 
 std::string PipelineStorageId(const std::string& name, int64_t generation) {
   return generation == 0 ? name : name + "~" + std::to_string(generation);
+}
+
+// "window.size: 10000 -> 20000, aggregates.t_max: absent -> {...}": the
+// leaves that differ between two pipelines' definition_json (DESIGN 6.5 asks
+// the reload log to say which keys changed).
+std::string DefinitionChanges(const std::string& old_json, const std::string& new_json) {
+  nlohmann::json a = nlohmann::json::parse(old_json, nullptr, /*allow_exceptions=*/false);
+  nlohmann::json b = nlohmann::json::parse(new_json, nullptr, /*allow_exceptions=*/false);
+  if (a.is_discarded() || b.is_discarded()) return "definition";
+  nlohmann::json fa = a.flatten(), fb = b.flatten();
+  auto dotted = [](const std::string& pointer) {
+    std::string out;
+    for (size_t i = 1; i < pointer.size(); ++i) out.push_back(pointer[i] == '/' ? '.' : pointer[i]);
+    return out;
+  };
+  std::string out;
+  auto add = [&](const std::string& pointer, const std::string& from, const std::string& to) {
+    if (!out.empty()) out.append(", ");
+    out.append(dotted(pointer)).append(": ").append(from).append(" -> ").append(to);
+  };
+  // Flattened objects iterate in key order, so the list is stable.
+  for (auto it = fa.begin(); it != fa.end(); ++it) {
+    auto other = fb.find(it.key());
+    if (other == fb.end())
+      add(it.key(), it.value().dump(), "absent");
+    else if (*other != it.value())
+      add(it.key(), it.value().dump(), other->dump());
+  }
+  for (auto it = fb.begin(); it != fb.end(); ++it)
+    if (!fa.contains(it.key())) add(it.key(), "absent", it.value().dump());
+  return out.empty() ? "definition" : out;
 }
 
 void Notify(const char* state) {
@@ -163,6 +196,9 @@ struct Daemon::Impl {
   DaemonOptions options;
   Config config;
   std::vector<int64_t> generations;  // parallel to config.pipelines
+  // Ingest counters of processors replaced by reloads: metrics add the
+  // current processor's to these, so counters never go back (IngestTotals).
+  IngestCounters ingest_base;
 
   uv_loop_t loop{};
   std::unique_ptr<Store> store;
@@ -248,6 +284,31 @@ struct Daemon::Impl {
     return gens;
   }
 
+  void AddCounters(const IngestCounters& c) {
+    ingest_base.messages += c.messages;
+    ingest_base.readings += c.readings;
+    ingest_base.duplicates += c.duplicates;
+    ingest_base.dedup_unchecked += c.dedup_unchecked;
+    ingest_base.status_messages += c.status_messages;
+    ingest_base.status_ignored += c.status_ignored;
+    for (size_t i = 0; i < c.rejected.size(); ++i) ingest_base.rejected[i] += c.rejected[i];
+  }
+
+  // Ingest counters since start, across reloads.
+  IngestCounters IngestTotals() const {
+    IngestCounters t = ingest_base;
+    if (!processor) return t;
+    IngestCounters c = processor->counters();
+    t.messages += c.messages;
+    t.readings += c.readings;
+    t.duplicates += c.duplicates;
+    t.dedup_unchecked += c.dedup_unchecked;
+    t.status_messages += c.status_messages;
+    t.status_ignored += c.status_ignored;
+    for (size_t i = 0; i < c.rejected.size(); ++i) t.rejected[i] += c.rejected[i];
+    return t;
+  }
+
   Status BuildProcessor(const Config& cfg, const std::vector<int64_t>& gens) {
     auto proc = MessageProcessor::Create(cfg, gens);
     if (!proc.ok()) return proc.status();
@@ -283,24 +344,32 @@ struct Daemon::Impl {
     if (!last.ok()) return last.status();
 
     // Recover under the config the state was written with, then apply the
-    // file's config as a reload when it differs (DESIGN 6.5).
+    // file's config as a reload when it differs (DESIGN 6.5): the journal
+    // tail was taken in under the stored config, so it is processed under it.
     Config recovery = config;
     bool differs = false;
+    bool unreadable = false;
     if (last.value() && last.value()->text != config.text) {
       std::vector<ConfigError> errors;
       auto old = ParseConfig(last.value()->text, &errors, /*for_run=*/false);
       if (old) {
-        old->uplink = config.uplink;  // the uplink in force is the file's
+        // Clients and storage in force are the file's; only the pipelines
+        // and the decoding of messages come from the stored config.
+        old->uplink = config.uplink;
         old->storage = config.storage;
+        old->ingest = config.ingest;
+        old->metrics = config.metrics;
         recovery = std::move(*old);
         differs = true;
       } else {
+        unreadable = true;
         LOG_WARN(kLog, "the config stored in %s no longer parses (%s); recovering under %s",
                  config.storage.path.c_str(),
                  errors.empty() ? "?" : errors[0].message.c_str(), options.config_path.c_str());
       }
     }
     std::vector<int64_t> gens = StoredGenerations(recovery, stored.value());
+    if (unreadable) RetireUnreadable(recovery, stored.value(), &gens);
     RETURN_IF_ERROR(BuildProcessor(recovery, gens));
     Config new_config = std::move(config);
     config = std::move(recovery);
@@ -323,37 +392,85 @@ struct Daemon::Impl {
                static_cast<long long>(replayed), static_cast<long long>(checkpoint.value()));
     }
     if (!differs) {
-      RecordConfig(stored.value());
+      RecordConfig(config, generations, stored.value(), &pending);
+      // The config history grows by changes only, not by every start.
+      if (last.value() && last.value()->text == config.text) pending.config.reset();
       return CommitAndWait();
     }
     RETURN_IF_ERROR(CommitAndWait());
+    LOG_INFO(kLog, "%s differs from the config last applied: recovered under the stored one, "
+             "applying the file's as a reload", options.config_path.c_str());
     return ApplyConfig(std::move(new_config), stored.value());
   }
 
-  // Writes the pipeline records and the config text with the next commit.
-  void RecordConfig(const std::vector<PipelineRecord>& stored) {
+  // The stored config cannot be parsed any more (so its pipelines cannot be
+  // drained): a pipeline whose stored definition differs from the file's
+  // must not restore that state into the new definition nor reuse its ids.
+  // Its old state is deleted and it starts empty under the next generation;
+  // a stored pipeline missing from the file is retired the same way.
+  void RetireUnreadable(const Config& cfg, const std::vector<PipelineRecord>& stored,
+                        std::vector<int64_t>* gens) {
     int64_t now = WallClockMs();
-    for (size_t i = 0; i < config.pipelines.size(); ++i) {
-      const auto& p = config.pipelines[i];
-      bool same = false;
-      for (const auto& r : stored)
-        if (r.name == p.name && r.generation == generations[i] && r.fingerprint == p.fingerprint)
-          same = true;
-      if (!same)
-        pending.pipelines.push_back(
-            {p.name, generations[i], p.fingerprint, p.definition_json, now});
+    for (const auto& r : stored) {
+      if (r.fingerprint.empty()) continue;  // removed already
+      size_t i = 0;
+      while (i < cfg.pipelines.size() && cfg.pipelines[i].name != r.name) ++i;
+      bool kept = i < cfg.pipelines.size() && cfg.pipelines[i].fingerprint == r.fingerprint;
+      if (kept) continue;
+      LOG_WARN(kLog, "pipeline %s: the stored definition differs and cannot be read back; its "
+               "open windows are lost, state deleted", r.name.c_str());
+      pending.state_cleared.push_back(PipelineStorageId(r.name, r.generation));
+      if (i < cfg.pipelines.size())
+        (*gens)[i] = r.generation + 1;
+      else
+        pending.pipelines.push_back({r.name, r.generation + 1, "", "", now});
     }
-    pending.config = ConfigRecord{config.text, now};
   }
 
-  // Applies `next` pipeline by pipeline (DESIGN 6.5). Called with nothing
-  // pending (after CommitAndWait), between two messages.
+  // Adds to `batch` the pipeline records of `cfg` that differ from the stored
+  // ones, and the config text (DESIGN 6.5).
+  static void RecordConfig(const Config& cfg, const std::vector<int64_t>& gens,
+                           const std::vector<PipelineRecord>& stored, CommitBatch* batch) {
+    int64_t now = WallClockMs();
+    for (size_t i = 0; i < cfg.pipelines.size(); ++i) {
+      const auto& p = cfg.pipelines[i];
+      bool same = false;
+      for (const auto& r : stored)
+        if (r.name == p.name && r.generation == gens[i] && r.fingerprint == p.fingerprint)
+          same = true;
+      if (!same)
+        batch->pipelines.push_back({p.name, gens[i], p.fingerprint, p.definition_json, now});
+    }
+    batch->config = ConfigRecord{cfg.text, now};
+  }
+
+  // A failure after a config change was committed: the database already
+  // says the new config, memory still the old one. Stopping is the only safe
+  // way on; the next start recovers under the stored (new) config, and the
+  // journal and the broker's session hold everything not yet processed.
+  [[noreturn]] void FailAfterCommit(const Status& st) {
+    LOG_ERROR(kLog, "applying the config failed after it was committed: %s; stopping (the next "
+              "start recovers under the new config)", st.ToString().c_str());
+    if (source) source->Stop();  // no more PUBACKs
+    std::fflush(stderr);
+    std::_Exit(70);
+  }
+
+  // Applies `next` pipeline by pipeline (DESIGN 6.5). Called between two
+  // messages with everything processed so far committed (CommitAndWait), so
+  // the database holds exactly the in-memory state. The whole change (the
+  // drained results, the cleared state, the pipeline records, the config
+  // text) is one commit: a crash before it recovers under the old config and
+  // applies the new one again, a crash after it recovers under the new one.
+  // An error before that commit leaves the running config in force.
   Status ApplyConfig(Config next, const std::vector<PipelineRecord>& stored) {
     // Pipelines whose old state ends: removed ones and changed definitions.
     Config ending = config;
     ending.pipelines.clear();
     std::vector<int64_t> ending_gens;
     std::vector<int64_t> next_gens;
+    std::vector<std::string> lines;  // logged once the change is committed
+    CommitBatch change;
     int64_t now = WallClockMs();
     for (size_t i = 0; i < config.pipelines.size(); ++i) {
       const auto& old = config.pipelines[i];
@@ -361,17 +478,18 @@ struct Daemon::Impl {
       for (const auto& p : next.pipelines)
         if (p.name == old.name) found = &p;
       if (found && found->fingerprint == old.fingerprint) {
-        LOG_INFO(kLog, "pipeline %s: unchanged, state kept", old.name.c_str());
+        lines.push_back("pipeline " + old.name + ": definition unchanged; state kept (ids " +
+                        PipelineStorageId(old.name, generations[i]) + ")");
         continue;
       }
       ending.pipelines.push_back(old);
       ending_gens.push_back(generations[i]);
       if (!found) {
-        LOG_INFO(kLog, "pipeline %s: removed; open windows emitted, state deleted",
-                 old.name.c_str());
+        lines.push_back("pipeline " + old.name + ": removed; open windows emitted as --drain "
+                        "would, state deleted");
         // Keep the name's record with the next generation reserved, so a
         // pipeline added again under this name never reuses an old id.
-        pending.pipelines.push_back({old.name, generations[i] + 1, "", "", now});
+        change.pipelines.push_back({old.name, generations[i] + 1, "", "", now});
       }
     }
     for (const auto& p : next.pipelines) {
@@ -383,66 +501,96 @@ struct Daemon::Impl {
         g = generations[i];
         if (config.pipelines[i].fingerprint != p.fingerprint) {
           g += 1;
-          LOG_INFO(kLog, "pipeline %s: definition changed; open windows emitted, restarting as "
-                   "generation %lld (ids %s)",
-                   p.name.c_str(), static_cast<long long>(g),
-                   PipelineStorageId(p.name, g).c_str());
+          lines.push_back(
+              "pipeline " + p.name + ": definition changed (" +
+              DefinitionChanges(config.pipelines[i].definition_json, p.definition_json) +
+              "); open windows emitted as --drain would, restarting empty as generation " +
+              std::to_string(g) + " (ids " + PipelineStorageId(p.name, g) + ")");
         }
       }
       if (!known) {
         for (const auto& r : stored)
           if (r.name == p.name) g = r.generation;  // a name used before (reserved generation)
-        LOG_INFO(kLog, "pipeline %s: new (generation %lld)", p.name.c_str(),
-                 static_cast<long long>(g));
+        lines.push_back("pipeline " + p.name + ": new; starting empty as generation " +
+                        std::to_string(g) + " (ids " + PipelineStorageId(p.name, g) + ")");
       }
       next_gens.push_back(g);
     }
 
     if (!ending.pipelines.empty()) {
       // Emit the ending pipelines' windows as --drain would, from their
-      // committed state, then delete that state.
+      // committed state (equal to memory here), then delete that state.
       auto drained = Engine::Create(ending, ending_gens);
       if (!drained.ok()) return drained.status();
       RETURN_IF_ERROR(drained.value()->Restore(reader.get()));
-      collector.Reset(&pending, processor->now_ms());
+      collector.Reset(&change, processor->now_ms());
       drained.value()->Drain(&collector);
       for (size_t i = 0; i < ending.pipelines.size(); ++i)
-        pending.state_cleared.push_back(
+        change.state_cleared.push_back(
             PipelineStorageId(ending.pipelines[i].name, ending_gens[i]));
     }
+    RecordConfig(next, next_gens, stored, &change);
 
     bool source_changed = config.source.broker != next.source.broker ||
                           config.source.client_id != next.source.client_id ||
                           config.source.qos != next.source.qos ||
+                          config.source.session_expiry_ms != next.source.session_expiry_ms ||
                           config.source.username != next.source.username ||
                           config.source.password != next.source.password ||
                           SubscriptionFilters(config) != SubscriptionFilters(next);
     bool uplink_changed = config.uplink.broker != next.uplink.broker ||
                           config.uplink.client_id != next.uplink.client_id ||
+                          config.uplink.qos != next.uplink.qos ||
                           config.uplink.username != next.uplink.username ||
                           config.uplink.password != next.uplink.password ||
                           config.uplink.tls.ca != next.uplink.tls.ca ||
                           config.uplink.tls.cert != next.uplink.tls.cert ||
                           config.uplink.tls.key != next.uplink.tls.key ||
                           config.uplink.batch_max != next.uplink.batch_max ||
+                          config.uplink.order != next.uplink.order ||
                           config.uplink.topic != next.uplink.topic;
+    if (uplink && uplink_changed) {
+      // Refuse before anything is committed (a key readable by others, 6.4).
+      UplinkTlsOptions tls;
+      tls.ca = next.uplink.tls.ca;
+      tls.cert = next.uplink.tls.cert;
+      tls.key = next.uplink.tls.key;
+      RETURN_IF_ERROR(MqttUplink::CheckTlsFiles(tls));
+    }
+
+    // The commit point. The old processor goes first: its checkpoint rows
+    // were committed already, and collecting them again would write the
+    // ending pipelines' rows back after the store clears them.
     int64_t now_ms = processor->now_ms();
+    IngestCounters before = processor->counters();
+    processor.reset();
+    collector.Reset(&pending, now_ms);  // not the local batch, which is moved from next
+    AppendBatch(&pending, std::move(change));
+    Status st = CommitAndWait();
+    if (!st.ok()) FailAfterCommit(st);
+    AddCounters(before);
     config = std::move(next);
     generations = next_gens;
-    RecordConfig(stored);
-    RETURN_IF_ERROR(CommitAndWait());
-    RETURN_IF_ERROR(BuildProcessor(config, generations));
+    for (const auto& line : lines) LOG_INFO(kLog, "%s", line.c_str());
+
+    // Unchanged pipelines come back from the state just committed, which is
+    // what they held in memory; processing time carries on where it was
+    // (never back), and the first step at it finds idle devices again.
+    st = BuildProcessor(config, generations);
+    if (!st.ok()) FailAfterCommit(st);
     if (now_ms > 0) processor->AdvanceTo(now_ms, &collector);
 
     if (uplink && uplink_changed) {
       LOG_INFO(kLog, "uplink settings changed: reconnecting the uplink");
-      RETURN_IF_ERROR(StartUplink());
+      st = StartUplink();
+      if (!st.ok()) FailAfterCommit(st);
     } else if (uplink) {
       uplink->SetMaxRate(config.uplink.max_rate_per_s);
     }
     if (source && source_changed) {
       LOG_INFO(kLog, "source settings changed: reconnecting to the gateway broker");
-      RETURN_IF_ERROR(StartSource());
+      st = StartSource();
+      if (!st.ok()) FailAfterCommit(st);
     }
     return Status::Ok();
   }
@@ -744,30 +892,48 @@ struct Daemon::Impl {
 
   void Reload() {
     LOG_INFO(kLog, "SIGHUP: reloading %s", options.config_path.c_str());
-    Config next;
     std::vector<ConfigError> errors;
     auto parsed = LoadConfigFile(options.config_path, &errors, /*for_run=*/true);
     if (!parsed) {
-      LOG_ERROR(kLog, "reload rejected; the running config stays in force:\n%s",
-                FormatConfigErrors(options.config_path, errors).c_str());
+      // The same lines `weir validate` prints, its count line included.
+      LOG_ERROR(kLog, "reload rejected; the running config stays in force:\n%s%s: %zu error%s",
+                FormatConfigErrors(options.config_path, errors).c_str(),
+                options.config_path.c_str(), errors.size(), errors.size() == 1 ? "" : "s");
       return;
     }
-    if (parsed->storage.path != config.storage.path)
-      LOG_WARN(kLog, "storage.path changes only on restart; keeping %s",
-               config.storage.path.c_str());
+    // The database and the ingest queue are opened once: those settings wait
+    // for a restart. The commit interval applies at once.
+    const StorageConfig& s = config.storage;
+    const StorageConfig& n = parsed->storage;
+    if (n.path != s.path || n.max_bytes != s.max_bytes || n.sync != s.sync ||
+        n.on_full != s.on_full)
+      LOG_WARN(kLog, "storage.path, max_bytes, sync and on_full change only on restart; keeping "
+               "the running ones");
+    if (parsed->ingest.durability != config.ingest.durability ||
+        parsed->ingest.queue_capacity != config.ingest.queue_capacity)
+      LOG_WARN(kLog, "ingest settings change only on restart; keeping the running ones");
+    int64_t commit_interval = n.commit_interval_ms;
     parsed->storage = config.storage;
+    parsed->storage.commit_interval_ms = commit_interval;
+    parsed->ingest = config.ingest;
     // Messages already taken from the queue were processed under the old
-    // config; the rest go through the new one (DESIGN 6.5).
+    // config; the rest go through the new one (DESIGN 6.5). The queue itself
+    // is not touched.
     Status st = CommitAndWait();
     if (st.ok()) {
       auto stored = reader->Pipelines();
       st = stored.ok() ? ApplyConfig(std::move(*parsed), stored.value()) : stored.status();
     }
     if (!st.ok()) {
-      LOG_ERROR(kLog, "reload failed: %s", st.ToString().c_str());
+      LOG_ERROR(kLog, "reload failed; the running config stays in force: %s",
+                st.ToString().c_str());
       return;
     }
+    int64_t interval = std::max<int64_t>(1, config.storage.commit_interval_ms);
+    if (commit_timer && !stopping) commit_timer->Start(interval, interval);
     LOG_INFO(kLog, "reload applied");
+    PumpUplink();
+    if (queue && queue->size() > 0) ingest_wake->Send();
   }
 
   void Shutdown() {
