@@ -3,6 +3,7 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -87,6 +88,35 @@ std::string DefinitionChanges(const std::string& old_json, const std::string& ne
   for (auto it = fb.begin(); it != fb.end(); ++it)
     if (!fa.contains(it.key())) add(it.key(), "absent", it.value().dump());
   return out.empty() ? "definition" : out;
+}
+
+// The settings outside a pipeline's definition that differ (they apply at
+// once, state kept), in the words of the config: "event_time.idle_timeout:
+// 300000 -> 60000".
+std::string SettingChanges(const PipelineConfig& a, const PipelineConfig& b) {
+  std::string out;
+  auto add = [&](const char* name, int64_t from, int64_t to) {
+    if (from == to) return;
+    if (!out.empty()) out.append(", ");
+    out.append(name).append(": ").append(std::to_string(from)).append(" -> ").append(
+        std::to_string(to));
+  };
+  const EventTimeConfig& x = a.event_time;
+  const EventTimeConfig& y = b.event_time;
+  add("event_time.max_out_of_orderness", x.max_out_of_orderness_ms, y.max_out_of_orderness_ms);
+  add("event_time.idle_timeout", x.idle_timeout_ms, y.idle_timeout_ms);
+  add("event_time.max_hold", x.max_hold_ms, y.max_hold_ms);
+  add("event_time.allowed_lateness", x.allowed_lateness_ms, y.allowed_lateness_ms);
+  if (x.late != y.late) {
+    auto name = [](LatePolicy l) {
+      return l == LatePolicy::kUpdate ? "update" : l == LatePolicy::kSide ? "side" : "drop";
+    };
+    if (!out.empty()) out.append(", ");
+    out.append("event_time.late: ").append(name(x.late)).append(" -> ").append(name(y.late));
+  }
+  add("event_time.late_emit_delay", x.late_emit_delay_ms, y.late_emit_delay_ms);
+  add("limits.max_keys", a.max_keys, b.max_keys);
+  return out;
 }
 
 void Notify(const char* state) {
@@ -196,6 +226,15 @@ struct Daemon::Impl {
   DaemonOptions options;
   Config config;
   std::vector<int64_t> generations;  // parallel to config.pipelines
+  // Clients a reload replaces stop on threads of their own while the loop
+  // keeps draining the queue: stopping a Paho client takes Paho's
+  // process-wide lock, which the source's receive thread holds while our
+  // callback waits for room in a full queue. The replacements start from
+  // OnTick once the old ones are gone (never two uplinks on one client id).
+  std::vector<std::thread> retiring;
+  std::atomic<int> retiring_count{0};
+  bool restart_uplink = false;
+  bool restart_source = false;
   // Ingest counters of processors replaced by reloads: metrics add the
   // current processor's to these, so counters never go back (IngestTotals).
   IngestCounters ingest_base;
@@ -320,21 +359,29 @@ struct Daemon::Impl {
     });
   }
 
-  // Commits whatever is pending and waits for it (startup, reload, shutdown).
+  // Commits everything processed so far and waits for it (startup, reload,
+  // shutdown). A commit already in flight holds only the changes up to its
+  // start, and engine and dedup changes are collected by SubmitCommit (an
+  // empty `pending` does not mean nothing changed): wait for it first, then
+  // commit the rest. Without that, a reload that came while a timer commit
+  // was in flight rebuilt its pipelines from state missing the readings
+  // processed since, while the journal checkpoint moved past them.
   Status CommitAndWait() {
-    SubmitCommit(/*force=*/true);
-    Status st = store->Flush();
-    HandleCommitResults();
-    if (!st.ok()) return st;
-    if (commit_inflight) return Internal("commit did not complete");
-    // A failed batch was merged back into pending; try once more.
-    if (!pending.empty()) {
-      SubmitCommit(true);
+    if (commit_inflight) {
       RETURN_IF_ERROR(store->Flush());
       HandleCommitResults();
-      if (!pending.empty()) return Unavailable("could not commit the pending batch");
+      if (commit_inflight) return Internal("commit did not complete");
     }
-    return Status::Ok();
+    // A failed batch is merged back into pending: try once more.
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      SubmitCommit(/*force=*/true);
+      Status st = store->Flush();
+      HandleCommitResults();
+      if (!st.ok()) return st;
+      if (commit_inflight) return Internal("commit did not complete");
+      if (pending.empty()) return Status::Ok();
+    }
+    return Unavailable("could not commit the pending batch");
   }
 
   Status Recover() {
@@ -469,7 +516,9 @@ struct Daemon::Impl {
     ending.pipelines.clear();
     std::vector<int64_t> ending_gens;
     std::vector<int64_t> next_gens;
-    std::vector<std::string> lines;  // logged once the change is committed
+    // Logged once the change is committed: the new config's pipelines in
+    // its order, then the removed ones.
+    std::vector<std::string> lines, removed_lines;
     CommitBatch change;
     int64_t now = WallClockMs();
     for (size_t i = 0; i < config.pipelines.size(); ++i) {
@@ -477,16 +526,12 @@ struct Daemon::Impl {
       const PipelineConfig* found = nullptr;
       for (const auto& p : next.pipelines)
         if (p.name == old.name) found = &p;
-      if (found && found->fingerprint == old.fingerprint) {
-        lines.push_back("pipeline " + old.name + ": definition unchanged; state kept (ids " +
-                        PipelineStorageId(old.name, generations[i]) + ")");
-        continue;
-      }
+      if (found && found->fingerprint == old.fingerprint) continue;
       ending.pipelines.push_back(old);
       ending_gens.push_back(generations[i]);
       if (!found) {
-        lines.push_back("pipeline " + old.name + ": removed; open windows emitted as --drain "
-                        "would, state deleted");
+        removed_lines.push_back("pipeline " + old.name +
+                                ": removed; open windows emitted as --drain would, state deleted");
         // Keep the name's record with the next generation reserved, so a
         // pipeline added again under this name never reuses an old id.
         change.pipelines.push_back({old.name, generations[i] + 1, "", "", now});
@@ -499,7 +544,12 @@ struct Daemon::Impl {
         if (config.pipelines[i].name != p.name) continue;
         known = true;
         g = generations[i];
-        if (config.pipelines[i].fingerprint != p.fingerprint) {
+        if (config.pipelines[i].fingerprint == p.fingerprint) {
+          std::string settings = SettingChanges(config.pipelines[i], p);
+          lines.push_back("pipeline " + p.name + ": definition unchanged; state kept (ids " +
+                          PipelineStorageId(p.name, g) + ")" +
+                          (settings.empty() ? "" : "; from now on " + settings));
+        } else {
           g += 1;
           lines.push_back(
               "pipeline " + p.name + ": definition changed (" +
@@ -530,6 +580,7 @@ struct Daemon::Impl {
             PipelineStorageId(ending.pipelines[i].name, ending_gens[i]));
     }
     RecordConfig(next, next_gens, stored, &change);
+    lines.insert(lines.end(), removed_lines.begin(), removed_lines.end());
 
     bool source_changed = config.source.broker != next.source.broker ||
                           config.source.client_id != next.source.client_id ||
@@ -580,19 +631,66 @@ struct Daemon::Impl {
     if (!st.ok()) FailAfterCommit(st);
     if (now_ms > 0) processor->AdvanceTo(now_ms, &collector);
 
-    if (uplink && uplink_changed) {
+    if ((uplink || restart_uplink) && uplink_changed) {
       LOG_INFO(kLog, "uplink settings changed: reconnecting the uplink");
-      st = StartUplink();
-      if (!st.ok()) FailAfterCommit(st);
+      if (uplink) Retire(std::move(uplink));
+      restart_uplink = true;
     } else if (uplink) {
       uplink->SetMaxRate(config.uplink.max_rate_per_s);
     }
-    if (source && source_changed) {
+    if ((source || restart_source) && source_changed) {
       LOG_INFO(kLog, "source settings changed: reconnecting to the gateway broker");
-      st = StartSource();
-      if (!st.ok()) FailAfterCommit(st);
+      if (source) Retire(std::move(source));
+      restart_source = true;
     }
     return Status::Ok();
+  }
+
+  template <typename Client>
+  void Retire(std::unique_ptr<Client> client) {
+    ++retiring_count;
+    retiring.emplace_back([this, c = std::move(client)]() mutable {
+      c->Stop();
+      c.reset();
+      --retiring_count;
+    });
+  }
+
+  // Loop thread (OnTick): starts the clients a reload replaced once the old
+  // ones have stopped. An error here is after the commit point (fatal).
+  void FinishClientSwap() {
+    if (retiring.empty() || retiring_count > 0) return;
+    for (auto& t : retiring) t.join();
+    retiring.clear();
+    if (stopping) return;
+    if (restart_uplink) {
+      restart_uplink = false;
+      Status st = StartUplink();
+      if (!st.ok()) FailAfterCommit(st);
+      PumpUplink();
+    }
+    if (restart_source) {
+      restart_source = false;
+      Status st = StartSource();
+      if (!st.ok()) FailAfterCommit(st);
+    }
+  }
+
+  // Shutdown: waits for retiring clients, processing what their callbacks
+  // still hand over (they may be waiting for room in the queue).
+  void AwaitRetiring() {
+    restart_uplink = restart_source = false;
+    std::deque<Message> rest;
+    while (retiring_count > 0) {
+      rest.clear();
+      if (queue->PopSome(&rest, 4096) > 0) {
+        for (Message& m : rest) ProcessOne(std::move(m));
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
+    for (auto& t : retiring) t.join();
+    retiring.clear();
   }
 
   static std::vector<std::string> SubscriptionFilters(const Config& cfg) {
@@ -737,6 +835,7 @@ struct Daemon::Impl {
 
   void OnTick() {
     if (!processor) return;
+    FinishClientSwap();
     WatchSource();
     int64_t now = WallClockMs();
     collector.Reset(&pending, now);
@@ -942,6 +1041,7 @@ struct Daemon::Impl {
     LOG_INFO(kLog, "shutting down");
     Notify("STOPPING=1");
     if (source) source->Stop();  // no more callbacks: nothing is acknowledged after this
+    AwaitRetiring();
     tick_timer->Stop();
     commit_timer->Stop();
     retry_timer->Stop();
