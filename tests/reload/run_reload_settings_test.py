@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Settings outside the definition take effect at the reload (DESIGN 6.5),
+and processing time carries on across it: under idle_timeout 1h an open
+window of a silent device stays open; a SIGHUP that lowers idle_timeout to
+1s (state kept) fires it by idleness (DESIGN 5.2) within seconds, with the
+readings it held, at revision 0 under its old id. Expected values are worked
+out here from the readings.
+
+  run_reload_settings_test.py --bin BUILD/bin
+"""
+import argparse
+import copy
+import math
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reload_common as rc  # noqa: E402
+from reload_common import harness  # noqa: E402
+
+G = rc.GATEWAY
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    args = ap.parse_args()
+    weir_bin = os.path.join(args.bin, "weir")
+    work = harness.temp_dir("weir-reload-settings.")
+    broker = harness.Broker(os.path.join(work, "broker"))
+    procs = []
+    try:
+        db = os.path.join(work, "weir.db")
+        cfg_path = os.path.join(work, "weir.json")
+        v1 = rc.config(broker.uri, db, [rc.pipeline("climate", "10s")])
+        v2 = copy.deepcopy(v1)
+        v2["pipelines"][0]["event_time"]["idle_timeout"] = "1s"
+        rc.write_json(cfg_path, v1)
+        sink_db = os.path.join(work, "sink.db")
+        procs.append(harness.Process([os.path.join(args.bin, "weir-sink"), "--broker",
+                                      broker.uri, "--topic", "weir/#", "--db", sink_db,
+                                      "--client-id", "rlt-sink"], os.path.join(work, "sink.log")))
+        procs[-1].wait_log("subscribed")
+        weir = harness.Process([weir_bin, "run", cfg_path], os.path.join(work, "weir.log"))
+        procs.append(weir)
+        weir.wait_log("subscribed to")
+
+        feed = rc.Feed(broker.uri)
+        feed.publish(0, 19)  # d1 and d2: [0,10s) closes, [10s,20s) holds 10..18
+        rc.wait_processed(db, feed.mark())
+        first = {f"{G}/climate/{dev}/{rc.BASE_TS}" for dev in rc.DEVICES}
+        harness.wait_for("[0,10s) of both devices", lambda: set(harness.sink_rows(sink_db)) ==
+                         first, 15)
+        # Silent for 2.5 s: under idle_timeout 1h nothing more may fire.
+        time.sleep(2.5)
+        if set(harness.sink_rows(sink_db)) != first:
+            raise harness.Failure(f"fired without idleness: {sorted(harness.sink_rows(sink_db))}")
+
+        rc.write_json(cfg_path, v2)
+        weir.signal(signal.SIGHUP)
+        rc.wait_log_count(weir, "reload applied", 1)
+        if "from now on event_time.idle_timeout: 3600000 -> 1000" not in weir.log_text():
+            raise harness.Failure("the idle_timeout change is not logged:\n" +
+                                  weir.log_text()[-2000:])
+        # Each device has been silent for over 2.5 s with lag = arrival - 18 s,
+        # so its idle watermark is past 20 s at the first step after the reload.
+        expected = {}
+        for d, dev in enumerate(rc.DEVICES):
+            temps = [rc.reading(d, i)["t"] for i in range(10, 19)]
+            start = rc.BASE_TS + 10_000
+            expected[f"{G}/climate/{dev}/{start}"] = {
+                "rev": 0, "pipeline": "climate", "key": {"device": dev}, "start": start,
+                "end": start + 10_000, "count": len(temps),
+                "values": {"n": len(temps), "t_sum": math.fsum(temps), "t_max": max(temps)}}
+        for dev_id in first:
+            d = rc.DEVICES.index(dev_id.split("/")[2])
+            temps = [rc.reading(d, i)["t"] for i in range(0, 10)]
+            expected[dev_id] = {
+                "rev": 0, "pipeline": "climate", "key": {"device": dev_id.split("/")[2]},
+                "start": rc.BASE_TS, "end": rc.BASE_TS + 10_000, "count": 10,
+                "values": {"n": 10, "t_sum": math.fsum(temps), "t_max": max(temps)}}
+        rc.wait_results("[10s,20s) fired by idleness after the reload", sink_db,
+                        [lambda rows: rc.compare("climate", expected, rows, f"{G}/climate/")], 10)
+        code = weir.stop(signal.SIGTERM)
+        if code != 0:
+            raise harness.Failure(f"weir run exited {code} on SIGTERM")
+        print("ok: idle_timeout lowered by SIGHUP fired the silent devices' open windows, state "
+              "kept")
+        return 0
+    except harness.Failure as e:
+        print(f"FAIL: {e}\n(work dir kept: {work})")
+        try:
+            print("--- weir log tail\n" + open(os.path.join(work, "weir.log")).read()[-3000:])
+        except OSError:
+            pass
+        return 1
+    finally:
+        for p in procs:
+            if p.alive():
+                p.stop(signal.SIGKILL)
+        broker.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
