@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""A SIGHUP that raises allowed_lateness (0 -> 1m, late drop -> update) must
+not reopen windows that fired and were purged under the old setting: a late
+reading for such a window is dropped, and no id ever arrives with two
+different results at one revision (DESIGN 6.5: "never reuse an id for a
+different result"). Registered DISABLED: the engine cannot tell a purged
+window from one that never existed, so today the late reading creates
+[0,10s) again and emits a second, different revision 0 under the same id.
+Enable once the engine keeps a per-key horizon of purged windows.
+
+  run_reload_lateness_test.py --bin BUILD/bin
+"""
+import argparse
+import copy
+import json
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reload_common as rc  # noqa: E402
+from reload_common import harness  # noqa: E402
+
+G = rc.GATEWAY
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    args = ap.parse_args()
+    work = harness.temp_dir("weir-reload-lateness.")
+    broker = harness.Broker(os.path.join(work, "broker"))
+    procs = []
+    try:
+        db = os.path.join(work, "weir.db")
+        cfg_path = os.path.join(work, "weir.json")
+        v1 = rc.config(broker.uri, db, [rc.pipeline("climate", "10s")])
+        v2 = copy.deepcopy(v1)
+        v2["pipelines"][0]["event_time"].update(
+            {"allowed_lateness": "1m", "late": "update", "late_emit_delay": "0"})
+        rc.write_json(cfg_path, v1)
+        capture_path = os.path.join(work, "capture.txt")
+        procs.append(harness.Process(["mosquitto_sub", "-h", "127.0.0.1", "-p",
+                                      str(broker.port), "-q", "1", "-v", "-i", "rll-capture",
+                                      "-t", "weir/#", "-t", "probe/capture"], capture_path))
+        harness.wait_for("the recorder subscribed", lambda: (
+            harness.publish_lines(broker.uri, "probe/capture", ["x"]),
+            "probe/capture" in open(capture_path).read())[1], 10, 0.3)
+        weir = harness.Process([os.path.join(args.bin, "weir"), "run", cfg_path],
+                               os.path.join(work, "weir.log"))
+        procs.append(weir)
+        weir.wait_log("subscribed to")
+
+        feed = rc.Feed(broker.uri)
+        feed.publish(0, 19)  # [0,10s) fires and, with lateness 0, is purged
+        rc.wait_processed(db, feed.mark())
+        harness.wait_for("[0,10s) recorded", lambda: sum(
+            1 for _, rs, _ in rc.captured_messages(capture_path, "probe/capture")
+            for r in rs if r["id"].endswith(f"/{rc.BASE_TS}")) == 2, 15)
+
+        rc.write_json(cfg_path, v2)
+        weir.signal(signal.SIGHUP)
+        rc.wait_log_count(weir, "reload applied", 1)
+        # Late for [0,10s) (d1's watermark is at 18 s); then one in [10s,20s).
+        harness.publish_lines(broker.uri, "sensors/d1/telemetry", [json.dumps(
+            {"ts": rc.BASE_TS + 5000, "seq": 100, "t": 99.0})])
+        harness.publish_lines(broker.uri, "sensors/d1/telemetry", [json.dumps(
+            {"ts": rc.BASE_TS + 19_500, "seq": 101, "t": 1.0})])
+        rc.wait_processed(db, feed.mark() + 2)
+        time.sleep(1.5)  # late_emit_delay 0: anything it emits is out by now
+        problems = rc.check_capture(rc.captured_messages(capture_path, "probe/capture"))
+        if problems:
+            raise harness.Failure("\n".join(problems))
+        weir.stop(signal.SIGTERM)
+        print("ok: raising allowed_lateness by SIGHUP reopened no purged window")
+        return 0
+    except harness.Failure as e:
+        print(f"FAIL: {e}\n(work dir kept: {work})")
+        return 1
+    finally:
+        for p in procs:
+            if p.alive():
+                p.stop(signal.SIGKILL)
+        broker.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
