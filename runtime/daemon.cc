@@ -235,6 +235,12 @@ struct Daemon::Impl {
   std::atomic<int> retiring_count{0};
   bool restart_uplink = false;
   bool restart_source = false;
+  // Reloads by result, for metrics (DESIGN 7; issue 12): applied, rejected
+  // (the config did not validate) and failed (it validated but could not be
+  // applied before its commit point; the running config stays).
+  int64_t reloads_applied = 0;
+  int64_t reloads_rejected = 0;
+  int64_t reloads_failed = 0;
   // Ingest counters of processors replaced by reloads: metrics add the
   // current processor's to these, so counters never go back (IngestTotals).
   IngestCounters ingest_base;
@@ -998,6 +1004,7 @@ struct Daemon::Impl {
       LOG_ERROR(kLog, "reload rejected; the running config stays in force:\n%s%s: %zu error%s",
                 FormatConfigErrors(options.config_path, errors).c_str(),
                 options.config_path.c_str(), errors.size(), errors.size() == 1 ? "" : "s");
+      ++reloads_rejected;
       return;
     }
     // The database and the ingest queue are opened once: those settings wait
@@ -1026,10 +1033,12 @@ struct Daemon::Impl {
     if (!st.ok()) {
       LOG_ERROR(kLog, "reload failed; the running config stays in force: %s",
                 st.ToString().c_str());
+      ++reloads_failed;
       return;
     }
     int64_t interval = std::max<int64_t>(1, config.storage.commit_interval_ms);
     if (commit_timer && !stopping) commit_timer->Start(interval, interval);
+    ++reloads_applied;
     LOG_INFO(kLog, "reload applied");
     PumpUplink();
     if (queue && queue->size() > 0) ingest_wake->Send();
