@@ -11,7 +11,9 @@ mosquitto_sub that records every uplink message.
      config; ids from then on carry `climate~1`;
   4. SIGHUP removing `peak`: its open windows are drained, and its results
      equal replay --drain over the readings it saw;
-  5. SIGHUP changing climate again (20s -> 30s): ids carry `climate~2`.
+  5. SIGHUP changing climate again (20s -> 30s): ids carry `climate~2`; and
+     adding `peak` back: it starts empty as generation 1 (`peak~1`), the
+     generation reserved when it was removed, so no old id comes back.
 Throughout: weir never exits, no (id, rev) ever arrives with two different
 results, and results name the bare pipeline on the bare pipeline's topic.
 
@@ -50,7 +52,8 @@ def main():
         v2 = rc.config(broker.uri, db, [climate10, peak], batch_max=5)
         v3 = rc.config(broker.uri, db, [climate20, peak], batch_max=5)
         v4 = rc.config(broker.uri, db, [climate20], batch_max=5)
-        v5 = rc.config(broker.uri, db, [climate30], batch_max=5)
+        # peak comes back: its name's next generation was reserved at removal.
+        v5 = rc.config(broker.uri, db, [climate30, peak], batch_max=5)
         rc.write_json(cfg_path, v1)
 
         sink_db = os.path.join(work, "sink.db")
@@ -175,7 +178,9 @@ def main():
         rc.write_json(cfg_path, v5)
         sighup(n_applied=4)
         if "(window.size: 20000 -> 30000)" not in weir.log_text() or \
-                "ids climate~2" not in weir.log_text():
+                "ids climate~2" not in weir.log_text() or \
+                "pipeline peak: new; starting empty as generation 1 (ids peak~1)" \
+                not in weir.log_text():
             raise harness.Failure("the second change is not logged:\n" + weir.log_text()[-2000:])
         climate1 = rc.final_results(
             rc.replay(weir_bin, work, "climate1", v4, feed.messages[climate1_from:climate1_upto],
@@ -183,15 +188,19 @@ def main():
         climate2_from = feed.mark()
         feed.publish(100, 161)
         climate2 = rc.final_results(
-            rc.replay(weir_bin, work, "climate2", v5, feed.messages[climate2_from:],
+            rc.replay(weir_bin, work, "climate2", rc.config(broker.uri, db, [climate30]), feed.messages[climate2_from:],
                       drain=False), rename=("climate", "climate~2"))
-        if not climate2:
-            raise harness.Failure("the test's readings close no climate~2 window")
+        peak1 = rc.final_results(
+            rc.replay(weir_bin, work, "peak1", peak_cfg, feed.messages[climate2_from:],
+                      drain=False), rename=("peak", "peak~1"))
+        if not climate2 or not peak1:
+            raise harness.Failure("the test's readings close no climate~2 or peak~1 window")
         rc.wait_results("every generation's results", sink_db, [
             lambda rows: rc.compare("climate", climate0, rows, f"{G}/climate/"),
             lambda rows: rc.compare("climate~1", climate1, rows, f"{G}/climate~1/"),
             lambda rows: rc.compare("climate~2", climate2, rows, f"{G}/climate~2/"),
             lambda rows: rc.compare("peak", peak_expected, rows, f"{G}/peak/"),
+            lambda rows: rc.compare("peak~1", peak1, rows, f"{G}/peak~1/"),
         ])
 
         # Every message the uplink sent, as the recorder saw it.
@@ -206,7 +215,8 @@ def main():
         if any(is_array for _, _, is_array in first_four):
             problems.append("results sent under batch_max 1 were not single objects")
         all_ids = {r["id"] for _, results, _ in msgs for r in results}
-        want_ids = set(climate0) | set(climate1) | set(climate2) | set(peak_expected)
+        want_ids = (set(climate0) | set(climate1) | set(climate2) | set(peak_expected) |
+                    set(peak1))
         if want_ids - all_ids:
             problems.append(f"the recorder missed {sorted(want_ids - all_ids)[:5]}")
         if problems:
@@ -218,8 +228,8 @@ def main():
         if code != 0:
             raise harness.Failure(f"weir run exited {code} on SIGTERM")
         print(f"ok: 4 reloads applied and 1 rejected; climate generations 0/1/2 "
-              f"({len(climate0)}/{len(climate1)}/{len(climate2)} results) and peak "
-              f"({len(peak_expected)}) equal weir replay; {len(msgs)} uplink messages consistent")
+              f"({len(climate0)}/{len(climate1)}/{len(climate2)} results) and peak/peak~1 "
+              f"({len(peak_expected)}/{len(peak1)}) equal weir replay; {len(msgs)} uplink messages consistent")
         return 0
     except harness.Failure as e:
         print(f"FAIL: {e}\n(work dir kept: {work})")
