@@ -14,7 +14,6 @@ import copy
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time

@@ -188,8 +188,9 @@ def main():
         climate2_from = feed.mark()
         feed.publish(100, 161)
         climate2 = rc.final_results(
-            rc.replay(weir_bin, work, "climate2", rc.config(broker.uri, db, [climate30]), feed.messages[climate2_from:],
-                      drain=False), rename=("climate", "climate~2"))
+            rc.replay(weir_bin, work, "climate2", rc.config(broker.uri, db, [climate30]),
+                      feed.messages[climate2_from:], drain=False),
+            rename=("climate", "climate~2"))
         peak1 = rc.final_results(
             rc.replay(weir_bin, work, "peak1", peak_cfg, feed.messages[climate2_from:],
                       drain=False), rename=("peak", "peak~1"))
