@@ -1,5 +1,6 @@
 #include "runtime/daemon.h"
 
+#include <unistd.h>
 #include <uv.h>
 
 #include <algorithm>
@@ -9,11 +10,9 @@
 #include <cstdlib>
 #include <deque>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <thread>
 #include <unordered_map>
-#include <unistd.h>
-
-#include <nlohmann/json.hpp>
 
 #include "core/log.h"
 #include "core/text.h"
@@ -98,8 +97,11 @@ std::string SettingChanges(const PipelineConfig& a, const PipelineConfig& b) {
   auto add = [&](const char* name, int64_t from, int64_t to) {
     if (from == to) return;
     if (!out.empty()) out.append(", ");
-    out.append(name).append(": ").append(std::to_string(from)).append(" -> ").append(
-        std::to_string(to));
+    out.append(name)
+        .append(": ")
+        .append(std::to_string(from))
+        .append(" -> ")
+        .append(std::to_string(to));
   };
   const EventTimeConfig& x = a.event_time;
   const EventTimeConfig& y = b.event_time;
@@ -451,8 +453,10 @@ struct Daemon::Impl {
       return CommitAndWait();
     }
     RETURN_IF_ERROR(CommitAndWait());
-    LOG_INFO(kLog, "%s differs from the config last applied: recovered under the stored one, "
-             "applying the file's as a reload", options.config_path.c_str());
+    LOG_INFO(kLog,
+             "%s differs from the config last applied: recovered under the stored one, "
+             "applying the file's as a reload",
+             options.config_path.c_str());
     return ApplyConfig(std::move(new_config), stored.value());
   }
 
@@ -470,8 +474,10 @@ struct Daemon::Impl {
       while (i < cfg.pipelines.size() && cfg.pipelines[i].name != r.name) ++i;
       bool kept = i < cfg.pipelines.size() && cfg.pipelines[i].fingerprint == r.fingerprint;
       if (kept) continue;
-      LOG_WARN(kLog, "pipeline %s: the stored definition differs and cannot be read back; its "
-               "open windows are lost, state deleted", r.name.c_str());
+      LOG_WARN(kLog,
+               "pipeline %s: the stored definition differs and cannot be read back; its "
+               "open windows are lost, state deleted",
+               r.name.c_str());
       pending.state_cleared.push_back(PipelineStorageId(r.name, r.generation));
       if (i < cfg.pipelines.size())
         (*gens)[i] = r.generation + 1;
@@ -502,8 +508,10 @@ struct Daemon::Impl {
   // way on; the next start recovers under the stored (new) config, and the
   // journal and the broker's session hold everything not yet processed.
   [[noreturn]] void FailAfterCommit(const Status& st) {
-    LOG_ERROR(kLog, "applying the config failed after it was committed: %s; stopping (the next "
-              "start recovers under the new config)", st.ToString().c_str());
+    LOG_ERROR(kLog,
+              "applying the config failed after it was committed: %s; stopping (the next "
+              "start recovers under the new config)",
+              st.ToString().c_str());
     if (source) source->Stop();  // no more PUBACKs
     std::fflush(stderr);
     std::_Exit(70);
@@ -582,8 +590,7 @@ struct Daemon::Impl {
       collector.Reset(&change, processor->now_ms());
       drained.value()->Drain(&collector);
       for (size_t i = 0; i < ending.pipelines.size(); ++i)
-        change.state_cleared.push_back(
-            PipelineStorageId(ending.pipelines[i].name, ending_gens[i]));
+        change.state_cleared.push_back(PipelineStorageId(ending.pipelines[i].name, ending_gens[i]));
     }
     RecordConfig(next, next_gens, stored, &change);
     lines.insert(lines.end(), removed_lines.begin(), removed_lines.end());
@@ -595,17 +602,16 @@ struct Daemon::Impl {
                           config.source.username != next.source.username ||
                           config.source.password != next.source.password ||
                           SubscriptionFilters(config) != SubscriptionFilters(next);
-    bool uplink_changed = config.uplink.broker != next.uplink.broker ||
-                          config.uplink.client_id != next.uplink.client_id ||
-                          config.uplink.qos != next.uplink.qos ||
-                          config.uplink.username != next.uplink.username ||
-                          config.uplink.password != next.uplink.password ||
-                          config.uplink.tls.ca != next.uplink.tls.ca ||
-                          config.uplink.tls.cert != next.uplink.tls.cert ||
-                          config.uplink.tls.key != next.uplink.tls.key ||
-                          config.uplink.batch_max != next.uplink.batch_max ||
-                          config.uplink.order != next.uplink.order ||
-                          config.uplink.topic != next.uplink.topic;
+    bool uplink_changed =
+        config.uplink.broker != next.uplink.broker ||
+        config.uplink.client_id != next.uplink.client_id || config.uplink.qos != next.uplink.qos ||
+        config.uplink.username != next.uplink.username ||
+        config.uplink.password != next.uplink.password ||
+        config.uplink.tls.ca != next.uplink.tls.ca ||
+        config.uplink.tls.cert != next.uplink.tls.cert ||
+        config.uplink.tls.key != next.uplink.tls.key ||
+        config.uplink.batch_max != next.uplink.batch_max ||
+        config.uplink.order != next.uplink.order || config.uplink.topic != next.uplink.topic;
     if (uplink && uplink_changed) {
       // Refuse before anything is committed (a key readable by others, 6.4).
       UplinkTlsOptions tls;
@@ -773,7 +779,8 @@ struct Daemon::Impl {
           if (commit_error_log.Allow(WallClockMs(), &suppressed))
             LOG_ERROR("ingest", "journal append failed, holding ingest: %s",
                       st.ToString().c_str());
-          std::this_thread::sleep_for(std::chrono::milliseconds(std::min(1000, 10 << std::min(attempt, 6))));
+          std::this_thread::sleep_for(
+              std::chrono::milliseconds(std::min(1000, 10 << std::min(attempt, 6))));
           continue;
         }
         // Anything else (I/O error, corruption): stop before the PUBACK so the
@@ -1013,7 +1020,8 @@ struct Daemon::Impl {
     const StorageConfig& n = parsed->storage;
     if (n.path != s.path || n.max_bytes != s.max_bytes || n.sync != s.sync ||
         n.on_full != s.on_full)
-      LOG_WARN(kLog, "storage.path, max_bytes, sync and on_full change only on restart; keeping "
+      LOG_WARN(kLog,
+               "storage.path, max_bytes, sync and on_full change only on restart; keeping "
                "the running ones");
     if (parsed->ingest.durability != config.ingest.durability ||
         parsed->ingest.queue_capacity != config.ingest.queue_capacity)
