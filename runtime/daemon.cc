@@ -595,13 +595,15 @@ struct Daemon::Impl {
     RecordConfig(next, next_gens, stored, &change);
     lines.insert(lines.end(), removed_lines.begin(), removed_lines.end());
 
-    bool source_changed = config.source.broker != next.source.broker ||
-                          config.source.client_id != next.source.client_id ||
-                          config.source.qos != next.source.qos ||
-                          config.source.session_expiry_ms != next.source.session_expiry_ms ||
-                          config.source.username != next.source.username ||
-                          config.source.password != next.source.password ||
-                          SubscriptionFilters(config) != SubscriptionFilters(next);
+    const std::vector<std::string> old_filters = SubscriptionFilters(config);
+    const std::vector<std::string> new_filters = SubscriptionFilters(next);
+    const std::string old_client_id = config.source.client_id;
+    bool source_changed =
+        config.source.broker != next.source.broker ||
+        config.source.client_id != next.source.client_id || config.source.qos != next.source.qos ||
+        config.source.session_expiry_ms != next.source.session_expiry_ms ||
+        config.source.username != next.source.username ||
+        config.source.password != next.source.password || old_filters != new_filters;
     bool uplink_changed =
         config.uplink.broker != next.uplink.broker ||
         config.uplink.client_id != next.uplink.client_id || config.uplink.qos != next.uplink.qos ||
@@ -652,6 +654,16 @@ struct Daemon::Impl {
     }
     if ((source || restart_source) && source_changed) {
       LOG_INFO(kLog, "source settings changed: reconnecting to the gateway broker");
+      // MqttSource subscribes but never unsubscribes: a filter dropped from
+      // the config stays in the broker's persistent session until it
+      // expires, and its messages are rejected as matching no topic.
+      for (const std::string& f : old_filters)
+        if (std::find(new_filters.begin(), new_filters.end(), f) == new_filters.end() &&
+            config.source.client_id == old_client_id)
+          LOG_WARN(kLog,
+                   "source topic filter %s removed: the broker session keeps it "
+                   "subscribed; its messages will be rejected",
+                   f.c_str());
       if (source) Retire(std::move(source));
       restart_source = true;
     }
