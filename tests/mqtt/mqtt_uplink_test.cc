@@ -320,7 +320,7 @@ TEST(MqttUplinkRateTest, BacklogDrainsAtMaxRateAndLiveRowsGoFirst) {
   ASSERT_TRUE(uplink.Start().ok());
   ASSERT_TRUE(uplink.WaitConnected(10000));
   auto t0 = std::chrono::steady_clock::now();
-  std::vector<OutboxRow> backlog;
+  std::vector<UplinkRow> backlog;
   for (int i = 1; i <= 100; ++i) backlog.push_back(Row(i));
   uplink.Enqueue(backlog, /*backlog=*/true);
   ASSERT_TRUE(WaitFor(
