@@ -184,6 +184,7 @@ struct Daemon::Impl {
   int64_t last_journal_seq = -1;  // highest journal seq processed (journal mode)
   bool stopping = false;
   int exit_code = 0;
+  SourceState source_state = SourceState::kStopped;
   RateLimiter reject_log{5, 10000};
   RateLimiter commit_error_log{3, 10000};
 
@@ -500,6 +501,7 @@ struct Daemon::Impl {
     so.password = config.source.password;
     so.clock_ms = WallClockMs;
     source = std::make_unique<MqttSource>(so, [this](Message&& m) { OnArrival(std::move(m)); });
+    source_state = SourceState::kStopped;
     return source->Start();
   }
 
@@ -570,8 +572,24 @@ struct Daemon::Impl {
     }
   }
 
+  // Logs connection changes of the source (the readiness line tests wait for).
+  void WatchSource() {
+    if (!source) return;
+    MqttSourceStats st = source->stats();
+    if (st.state == source_state) return;
+    source_state = st.state;
+    if (st.state == SourceState::kConnected) {
+      LOG_INFO("ingest", "subscribed to %s as %s (MQTT %d, session %s)",
+               config.source.broker.c_str(), config.source.client_id.c_str(), st.mqtt_version,
+               st.session_present ? "resumed" : "new");
+    } else if (st.state == SourceState::kDisconnected) {
+      LOG_WARN("ingest", "lost the gateway broker %s; reconnecting", config.source.broker.c_str());
+    }
+  }
+
   void OnTick() {
     if (!processor) return;
+    WatchSource();
     int64_t now = WallClockMs();
     collector.Reset(&pending, now);
     processor->AdvanceTo(now, &collector);
