@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <unistd.h>
@@ -158,6 +159,91 @@ void AppendBatch(CommitBatch* base, CommitBatch&& more) {
   base->seal_loss_upto = std::max(base->seal_loss_upto, more.seal_loss_upto);
 }
 
+// The checkpoint rows of a pipeline without its spill rows: spilled copies
+// are only a cache between checkpoints (every checkpoint also writes the
+// key's 'k' row), so a restart restores from checkpoint rows alone.
+class CheckpointRows : public StateReader {
+ public:
+  explicit CheckpointRows(StateReader* all) : all_(all) {}
+  Status ForEach(std::string_view pipeline_id,
+                 const std::function<Status(char, std::string_view, std::string_view)>& fn)
+      override {
+    return all_->ForEach(pipeline_id, [&](char kind, std::string_view id, std::string_view blob) {
+      return kind == 's' ? Status::Ok() : fn(kind, id, blob);
+    });
+  }
+
+ private:
+  StateReader* all_;
+};
+
+// Where the engine puts the state of keys beyond limits.max_keys (DESIGN
+// 6.3): spilled rows ride with the next group commit (kind 's'); until that
+// commit has succeeded they are served from memory, then from the database.
+class DaemonSpillStore : public SpillStore {
+ public:
+  DaemonSpillStore(CommitBatch* const* pending, StoreReader* const* reader)
+      : pending_(pending), reader_(reader) {}
+
+  void Put(std::string_view pipeline_id, std::string_view key_id, std::string_view blob) override {
+    std::string k = Key(pipeline_id, key_id);
+    uncommitted_[k] = std::string(blob);
+    (*pending_)->state.push_back(
+        {std::string(pipeline_id), kSpillKind, std::string(key_id), std::string(blob), false});
+  }
+
+  bool Get(std::string_view pipeline_id, std::string_view key_id, std::string* blob) override {
+    std::string k = Key(pipeline_id, key_id);
+    for (auto* m : {&uncommitted_, &committing_}) {
+      auto it = m->find(k);
+      if (it != m->end()) {
+        if (!it->second) return false;  // erased
+        *blob = *it->second;
+        return true;
+      }
+    }
+    auto row = (*reader_)->GetState(pipeline_id, kSpillKind, key_id);
+    if (!row.ok()) {
+      LOG_ERROR("storage", "reading spilled state of %.*s: %s",
+                static_cast<int>(key_id.size()), key_id.data(), row.status().ToString().c_str());
+      return false;
+    }
+    if (!row.value()) return false;
+    *blob = std::move(*row.value());
+    return true;
+  }
+
+  void Erase(std::string_view pipeline_id, std::string_view key_id) override {
+    uncommitted_[Key(pipeline_id, key_id)] = std::nullopt;
+    (*pending_)->state.push_back(
+        {std::string(pipeline_id), kSpillKind, std::string(key_id), std::string(), true});
+  }
+
+  // A commit took the pending batch / finished / failed (then it is retried).
+  void OnSubmit() {
+    for (auto& [k, v] : uncommitted_) committing_[k] = std::move(v);
+    uncommitted_.clear();
+  }
+  void OnCommitted() { committing_.clear(); }
+  void OnFailed() {
+    for (auto& [k, v] : uncommitted_) committing_[k] = std::move(v);
+    uncommitted_.swap(committing_);
+    committing_.clear();
+  }
+
+ private:
+  static constexpr char kSpillKind = 's';
+  static std::string Key(std::string_view p, std::string_view k) {
+    std::string s(p);
+    s.push_back('\0');
+    s.append(k);
+    return s;
+  }
+  CommitBatch* const* pending_;
+  StoreReader* const* reader_;
+  std::unordered_map<std::string, std::optional<std::string>> uncommitted_, committing_;
+};
+
 }  // namespace
 
 struct Daemon::Impl {
@@ -180,6 +266,9 @@ struct Daemon::Impl {
 
   // Loop-thread state.
   CommitBatch pending;
+  CommitBatch* pending_ptr = &pending;
+  StoreReader* reader_ptr = nullptr;
+  DaemonSpillStore spill{&pending_ptr, &reader_ptr};
   OutboxCollector collector;
   bool commit_inflight = false;
   int64_t last_journal_seq = -1;  // highest journal seq processed (journal mode)
@@ -231,6 +320,7 @@ struct Daemon::Impl {
     auto rd = StoreReader::Open(config.storage.path, /*read_only=*/false);
     if (!rd.ok()) return rd.status();
     reader = std::move(rd).value();
+    reader_ptr = reader.get();
     if (config.ingest.durability == Durability::kJournal) {
       auto jw = store->NewJournalWriter();
       if (!jw.ok()) return jw.status();
@@ -259,7 +349,9 @@ struct Daemon::Impl {
     if (!proc.ok()) return proc.status();
     processor = std::move(proc).value();
     collector.SetNames(&cfg);
-    RETURN_IF_ERROR(processor->engine().Restore(reader.get()));
+    processor->engine().SetSpillStore(&spill);  // before Restore, as the engine requires
+    CheckpointRows rows(reader.get());
+    RETURN_IF_ERROR(processor->engine().Restore(&rows));
     return reader->ForEachDedup([this](std::string_view device, std::string_view blob) {
       return processor->dedup().Restore(device, blob);
     });
@@ -409,7 +501,8 @@ struct Daemon::Impl {
       // committed state, then delete that state.
       auto drained = Engine::Create(ending, ending_gens);
       if (!drained.ok()) return drained.status();
-      RETURN_IF_ERROR(drained.value()->Restore(reader.get()));
+      CheckpointRows rows(reader.get());
+      RETURN_IF_ERROR(drained.value()->Restore(&rows));
       collector.Reset(&pending, processor->now_ms());
       drained.value()->Drain(&collector);
       for (size_t i = 0; i < ending.pipelines.size(); ++i)
@@ -663,6 +756,7 @@ struct Daemon::Impl {
     if (pending.empty() && !force) return;
     commit_inflight = true;
     inflight_seal = pending.seal_loss_upto;
+    spill.OnSubmit();
     CommitBatch batch = std::move(pending);
     pending = CommitBatch();
     store->Commit(std::move(batch), [this](CommitResult&& r) {
@@ -683,6 +777,7 @@ struct Daemon::Impl {
     for (CommitResult& r : results) {
       commit_inflight = false;
       if (r.status.ok()) {
+        spill.OnCommitted();
         if (inflight_seal > 0) {
           loss_sealed = std::max(loss_sealed, inflight_seal);
           if (seal_requested <= loss_sealed) seal_requested = 0;
@@ -697,6 +792,7 @@ struct Daemon::Impl {
       if (commit_error_log.Allow(WallClockMs(), &suppressed))
         LOG_ERROR("storage", "commit failed, will retry: %s", r.status.ToString().c_str());
       inflight_seal = 0;  // the seal is in the batch that is retried
+      spill.OnFailed();
       // Nothing of the batch was written: put it back in front and retry.
       CommitBatch retry = std::move(r.batch);
       AppendBatch(&retry, std::move(pending));

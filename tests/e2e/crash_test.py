@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 
-def write_config(path, broker_uri, db_path):
+def write_config(path, broker_uri, db_path, max_keys=None):
     cfg = {
         "gateway": "gw-crash",
         "source": {"broker": broker_uri, "topics": [{"topic": "sensors/{device}/telemetry"}],
@@ -44,6 +44,9 @@ def write_config(path, broker_uri, db_path):
         "ingest": {"durability": "journal"},
         "uplink": {"broker": broker_uri, "topic": "weir/{gateway}/{pipeline}", "batch_max": 20},
     }
+    if max_keys:
+        for p in cfg["pipelines"]:
+            p["limits"] = {"max_keys": max_keys}
     with open(path, "w") as f:
         json.dump(cfg, f, indent=1)
 
@@ -75,6 +78,9 @@ def main():
     ap.add_argument("--seconds", type=int, default=12)
     ap.add_argument("--devices", type=int, default=20)
     ap.add_argument("--seed", type=int, default=int(time.time()))
+    ap.add_argument("--max-keys", type=int, default=0,
+                    help="limits.max_keys for the live run (the reference replay keeps every key "
+                         "in memory): spilling must not change any result")
     args = ap.parse_args()
     rnd = random.Random(args.seed)
     print(f"crash test: seed {args.seed}, {args.kills} kills, {args.seconds}s, "
@@ -86,7 +92,7 @@ def main():
     try:
         cfg_path = os.path.join(work, "weir.json")
         db_path = os.path.join(work, "weir.db")
-        write_config(cfg_path, broker.uri, db_path)
+        write_config(cfg_path, broker.uri, db_path, args.max_keys)
         scenario = os.path.join(work, "scenario.json")
         write_scenario(scenario, args.devices, args.seconds)
         sink_db = os.path.join(work, "sink.db")
