@@ -38,31 +38,6 @@ std::string FormatBytes(int64_t bytes) {
   return buf;
 }
 
-const char* KindName(AggregateKind k) {
-  switch (k) {
-    case AggregateKind::kCount:
-      return "count";
-    case AggregateKind::kSum:
-      return "sum";
-    case AggregateKind::kMin:
-      return "min";
-    case AggregateKind::kMax:
-      return "max";
-    case AggregateKind::kAvg:
-      return "avg";
-    case AggregateKind::kFirst:
-      return "first";
-    case AggregateKind::kLast:
-      return "last";
-    case AggregateKind::kStddev:
-      return "stddev";
-    case AggregateKind::kQuantile:
-      return "quantile";
-    case AggregateKind::kDelta:
-      return "delta";
-  }
-  return "?";
-}
 
 std::string WindowText(const WindowConfig& w) {
   switch (w.type) {
@@ -156,7 +131,7 @@ int RunValidate(const ValidateOptions& options) {
                 p.where.size() == 1 ? "" : "s");
     std::string aggs;
     for (const AggregateConfig& a : p.aggregates) {
-      aggs += (aggs.empty() ? "" : ", ") + a.name + " = " + KindName(a.kind) + "(" + a.field;
+      aggs += (aggs.empty() ? "" : ", ") + a.name + " = " + AggregateKindName(a.kind) + "(" + a.field;
       if (a.kind == AggregateKind::kQuantile) {
         char q[32];
         std::snprintf(q, sizeof q, ", %g", a.q);

@@ -3,7 +3,9 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -291,6 +293,7 @@ struct Daemon::Impl {
   int64_t backlog_upto = 0;
   std::unordered_map<int64_t, int64_t> handed_rev;  // pos -> rev, until acked
   bool uplink_connected = false;
+  std::deque<Message> held;  // taken off the queue, not yet processed (in order)
   bool source_paused = false;  // storage full (on_full block): source disconnected
   int64_t loss_sealed = 0;     // loss records at or below this position are final
   int64_t seal_requested = 0;  // waiting for this loss record to be sealed
@@ -607,9 +610,27 @@ struct Daemon::Impl {
     PumpUplink();
   }
 
+  // Stops the source without a deadlock: its callback may be waiting on a
+  // full queue, so the loop keeps taking messages off the queue (into
+  // `held`, processed before the queue) until Stop has returned.
+  void StopSource() {
+    if (!source) return;
+    std::atomic<bool> done{false};
+    std::thread stopper([&] {
+      source->Stop();
+      done = true;
+    });
+    while (!done.load()) {
+      queue->PopSome(&held, SIZE_MAX);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    stopper.join();
+    queue->PopSome(&held, SIZE_MAX);
+  }
+
   Status StartSource() {
     if (source) {
-      source->Stop();
+      StopSource();
       source.reset();
     }
     MqttSourceOptions so;
@@ -677,7 +698,7 @@ struct Daemon::Impl {
       source_paused = true;
       LOG_WARN("ingest", "storage is full (storage.on_full block): holding ingest until results "
                "are delivered; the gateway broker keeps the readings");
-      source->Stop();
+      StopSource();
     } else if (!full && source_paused) {
       source_paused = false;
       LOG_INFO("ingest", "room in storage again: ingest resumes");
@@ -690,10 +711,13 @@ struct Daemon::Impl {
     if (!processor) return;
     WatchStorageFull();
     if (IngestPaused()) return;  // the commit completion wakes us again
-    std::deque<Message> batch;
-    queue->PopSome(&batch, kIngestSlice);
-    for (Message& m : batch) ProcessOne(std::move(m));
-    if (queue->size() > 0 && !IngestPaused()) ingest_wake->Send();
+    // Messages held back while the source was stopped go first.
+    if (held.size() < kIngestSlice) queue->PopSome(&held, kIngestSlice - held.size());
+    for (size_t n = 0; n < kIngestSlice && !held.empty() && !IngestPaused(); ++n) {
+      ProcessOne(std::move(held.front()));
+      held.pop_front();
+    }
+    if ((queue->size() > 0 || !held.empty()) && !IngestPaused()) ingest_wake->Send();
   }
 
   void ProcessOne(Message&& m) {
@@ -805,7 +829,7 @@ struct Daemon::Impl {
     HandleCommitResults();
     WatchStorageFull();
     PumpUplink();
-    if (!stopping && queue && queue->size() > 0) ingest_wake->Send();
+    if (!stopping && queue && (queue->size() > 0 || !held.empty())) ingest_wake->Send();
   }
 
   std::string TopicFor(const OutboxRow& row) const {
@@ -956,15 +980,14 @@ struct Daemon::Impl {
     stopping = true;
     LOG_INFO(kLog, "shutting down");
     Notify("STOPPING=1");
-    if (source) source->Stop();  // no more callbacks: nothing is acknowledged after this
+    StopSource();  // no more callbacks: nothing is acknowledged after this
     tick_timer->Stop();
     commit_timer->Stop();
     retry_timer->Stop();
     // Everything already taken from the broker is processed and committed.
-    std::deque<Message> rest;
-    while (queue->PopSome(&rest, 4096) > 0) {
-      for (Message& m : rest) ProcessOne(std::move(m));
-      rest.clear();
+    while (!held.empty()) {
+      ProcessOne(std::move(held.front()));
+      held.pop_front();
     }
     Status st = CommitAndWait();
     if (!st.ok()) {
@@ -1013,7 +1036,7 @@ struct Daemon::Impl {
     if (st.ok()) st = StartSource();
     if (!st.ok()) {
       LOG_ERROR(kLog, "%s", st.ToString().c_str());
-      if (source) source->Stop();
+      StopSource();
       if (uplink) uplink->Stop();
       if (store) store->Close();
       stopping = true;
