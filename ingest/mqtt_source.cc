@@ -9,6 +9,7 @@
 #include <mqtt/async_client.h>
 
 #include "core/backoff.h"
+#include "core/log.h"
 
 namespace weir {
 
@@ -27,7 +28,13 @@ namespace {
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
 constexpr auto kSubscribeTimeout = std::chrono::seconds(10);
 
-void LogLine(const std::string& line) { std::fprintf(stderr, "weir: source: %s\n", line.c_str()); }
+// Through core/log.h: one line with time, level and component (DESIGN 7).
+void LogLine(const std::string& line) {
+  if (line.rfind("connected", 0) == 0)
+    LOG_INFO("source", "%s", line.c_str());
+  else
+    LOG_WARN("source", "%s", line.c_str());
+}
 
 }  // namespace
 

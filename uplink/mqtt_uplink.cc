@@ -21,6 +21,7 @@
 #include <mqtt/async_client.h>
 
 #include "core/backoff.h"
+#include "core/log.h"
 
 namespace weir {
 
@@ -42,7 +43,13 @@ constexpr auto kConnectTimeout = std::chrono::seconds(10);
 // this long before sending it again, so a persistent refusal does not spin.
 constexpr auto kRefusalRetry = std::chrono::seconds(1);
 
-void LogLine(const std::string& line) { std::fprintf(stderr, "weir: uplink: %s\n", line.c_str()); }
+// Through core/log.h: one line with time, level and component (DESIGN 7).
+void LogLine(const std::string& line) {
+  if (line.rfind("connected", 0) == 0)
+    LOG_INFO("uplink", "%s", line.c_str());
+  else
+    LOG_WARN("uplink", "%s", line.c_str());
+}
 
 bool IsTls(const std::string& uri) {
   return uri.rfind("ssl://", 0) == 0 || uri.rfind("mqtts://", 0) == 0;
