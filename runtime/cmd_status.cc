@@ -10,6 +10,7 @@
 // metrics' delivery rate is available, so without --url there is no ETA.
 #include <httplib.h>
 #include <openssl/evp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -19,7 +20,6 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
-#include <unistd.h>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -138,7 +138,8 @@ bool SplitUrl(const std::string& url, std::string* base, std::string* path) {
 Result<UrlSample> ReadUrl(const std::string& url) {
   std::string base, path;
   if (!SplitUrl(url, &base, &path))
-    return InvalidArgument("--url " + url + " is not an http:// URL (e.g. http://127.0.0.1:9464/metrics)");
+    return InvalidArgument("--url " + url +
+                           " is not an http:// URL (e.g. http://127.0.0.1:9464/metrics)");
   httplib::Client client(base);
   client.set_connection_timeout(2, 0);
   client.set_read_timeout(5, 0);
@@ -156,24 +157,38 @@ Result<UrlSample> ReadUrl(const std::string& url) {
       return it == m.labels.end() ? std::string() : it->second;
     };
     if (m.name.rfind("weir_", 0) == 0) any = true;
-    if (m.name == "weir_uplink_state" && m.value == 1) u.uplink_state = label("state");
-    else if (m.name == "weir_source_state" && m.value == 1) u.source_state = label("state");
-    else if (m.name == "weir_uplink_connected") u.uplink_connected = m.value == 1;
-    else if (m.name == "weir_uplink_delivered_rows_total") u.delivered_total = m.value;
-    else if (m.name == "weir_uplink_delivery_rate") u.delivery_rate = m.value;
-    else if (m.name == "weir_readings_total") u.readings_total = m.value;
-    else if (m.name == "weir_outbox_rows") u.outbox_rows = m.value;
-    else if (m.name == "weir_outbox_bytes") u.outbox_bytes = m.value;
-    else if (m.name == "weir_outbox_oldest_age_seconds") u.oldest_age_s = m.value;
+    if (m.name == "weir_uplink_state" && m.value == 1)
+      u.uplink_state = label("state");
+    else if (m.name == "weir_source_state" && m.value == 1)
+      u.source_state = label("state");
+    else if (m.name == "weir_uplink_connected")
+      u.uplink_connected = m.value == 1;
+    else if (m.name == "weir_uplink_delivered_rows_total")
+      u.delivered_total = m.value;
+    else if (m.name == "weir_uplink_delivery_rate")
+      u.delivery_rate = m.value;
+    else if (m.name == "weir_readings_total")
+      u.readings_total = m.value;
+    else if (m.name == "weir_outbox_rows")
+      u.outbox_rows = m.value;
+    else if (m.name == "weir_outbox_bytes")
+      u.outbox_bytes = m.value;
+    else if (m.name == "weir_outbox_oldest_age_seconds")
+      u.oldest_age_s = m.value;
     else if (m.name == "weir_config_reloads_total" && label("result") == "applied")
       u.reloads_applied = m.value;
     else if (m.name == "weir_config_reloads_total" && label("result") == "rejected")
       u.reloads_rejected = m.value;
-    else if (m.name == "weir_pipeline_generation") u.For(label("pipeline")).generation = m.value;
-    else if (m.name == "weir_open_windows") u.For(label("pipeline")).open_windows = m.value;
-    else if (m.name == "weir_keys") u.For(label("pipeline")).keys = m.value;
-    else if (m.name == "weir_spilled_keys") u.For(label("pipeline")).spilled_keys = m.value;
-    else if (m.name == "weir_results_total") u.For(label("pipeline")).results = m.value;
+    else if (m.name == "weir_pipeline_generation")
+      u.For(label("pipeline")).generation = m.value;
+    else if (m.name == "weir_open_windows")
+      u.For(label("pipeline")).open_windows = m.value;
+    else if (m.name == "weir_keys")
+      u.For(label("pipeline")).keys = m.value;
+    else if (m.name == "weir_spilled_keys")
+      u.For(label("pipeline")).spilled_keys = m.value;
+    else if (m.name == "weir_results_total")
+      u.For(label("pipeline")).results = m.value;
     else if (m.name == "weir_watermark_lag_seconds")
       u.For(label("pipeline")).watermark_lag_s = m.value;
   }
@@ -222,7 +237,7 @@ Sample TakeSample(const StatusOptions& o) {
 
 // The drain: progress against the largest backlog seen while watching.
 struct Drain {
-  double total = 0;  // the largest backlog seen
+  double total = 0;            // the largest backlog seen
   std::optional<double> rate;  // rows/s the backlog shrinks by (or is delivered at)
   std::optional<double> eta_s;
   double progress = 0;  // 0..1
@@ -278,7 +293,8 @@ json ToJson(const StatusOptions& o, const Sample& s, const Drain& d) {
     backlog["oldest_enqueued_ms"] = st.oldest_enqueued_ms;
     backlog["loss_records"] = st.loss_records;
     backlog["lost_total"] = st.lost_total;
-    j["journal"] = {{"rows", st.journal_rows}, {"bytes", st.journal_bytes},
+    j["journal"] = {{"rows", st.journal_rows},
+                    {"bytes", st.journal_bytes},
                     {"checkpoint_seq", st.checkpoint_seq}};
     j["file_bytes"] = st.file_bytes;
     j["schema_version"] = st.schema_version;
@@ -361,9 +377,9 @@ std::string Human(const StatusOptions& o, const Sample& s, const Drain& d) {
   for (const std::string& e : s.errors) line("error       %s", e.c_str());
   if (s.db) {
     const StoreStatus& st = *s.db;
-    std::string oldest = st.outbox_rows > 0
-                             ? ", oldest pending " + Age(static_cast<double>(st.oldest_age_ms) / 1000)
-                             : "";
+    std::string oldest =
+        st.outbox_rows > 0 ? ", oldest pending " + Age(static_cast<double>(st.oldest_age_ms) / 1000)
+                           : "";
     line("backlog     %" PRId64 " result%s, %s%s", st.outbox_rows, st.outbox_rows == 1 ? "" : "s",
          Bytes(st.outbox_bytes).c_str(), oldest.c_str());
     if (st.loss_records > 0 || st.lost_total > 0)
@@ -383,7 +399,8 @@ std::string Human(const StatusOptions& o, const Sample& s, const Drain& d) {
     }
   } else if (s.url) {
     line("backlog     %.0f results, %s, oldest pending %s", s.url->outbox_rows,
-         Bytes(static_cast<int64_t>(s.url->outbox_bytes)).c_str(), Age(s.url->oldest_age_s).c_str());
+         Bytes(static_cast<int64_t>(s.url->outbox_bytes)).c_str(),
+         Age(s.url->oldest_age_s).c_str());
   }
   auto url_pipeline = [&](const std::string& name) -> const UrlSample::Pipeline* {
     if (!s.url) return nullptr;

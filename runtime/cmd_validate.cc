@@ -4,10 +4,10 @@
 // pipeline (DESIGN 6.5). Exit 0 valid, 2 invalid, 1 when the file or the
 // database cannot be read.
 #include <cinttypes>
+#include <cstdio>
 #include <ctime>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -120,12 +120,11 @@ Budget PipelineBudget(const PipelineConfig& p) {
   return b;
 }
 
-
 // Definition values for people: durations (window keys, in ms in the
 // canonical JSON) with units, strings bare, anything else as JSON.
 std::string DefinitionValue(const std::string& path, const nlohmann::json& v) {
-  static const char* kDurationKeys[] = {"window.size", "window.hop", "window.offset",
-                                        "window.gap", "window.max_duration"};
+  static const char* kDurationKeys[] = {"window.size", "window.hop", "window.offset", "window.gap",
+                                        "window.max_duration"};
   if (v.is_number_integer()) {
     for (const char* k : kDurationKeys)
       if (path == k) return FormatDuration(v.get<int64_t>());
@@ -159,8 +158,8 @@ int ReportStart(const Config& config, const std::string& db_path) {
   // Read-only: never creates the file, never writes, safe while weir runs.
   auto reader = StoreReader::Open(db_path, /*read_only=*/true);
   if (!reader.ok()) {
-    std::fprintf(stderr, "weir validate: --db %s: cannot read the database: %s\n",
-                 db_path.c_str(), reader.status().ToString().c_str());
+    std::fprintf(stderr, "weir validate: --db %s: cannot read the database: %s\n", db_path.c_str(),
+                 reader.status().ToString().c_str());
     return 1;
   }
   auto stored = reader.value()->Pipelines();
@@ -176,9 +175,10 @@ int ReportStart(const Config& config, const std::string& db_path) {
     return 1;
   }
   if (last.value())
-    std::printf("database  %s: config last applied %s%s\n", db_path.c_str(),
-                UtcTime(last.value()->applied_ms).c_str(),
-                last.value()->text == config.text ? " (this very file)" : " (differs from this file)");
+    std::printf(
+        "database  %s: config last applied %s%s\n", db_path.c_str(),
+        UtcTime(last.value()->applied_ms).c_str(),
+        last.value()->text == config.text ? " (this very file)" : " (differs from this file)");
   else
     std::printf("database  %s: no config applied yet\n", db_path.c_str());
   for (const PipelinePlan& p : PlanStart(config, stored.value())) {
@@ -192,9 +192,10 @@ int ReportStart(const Config& config, const std::string& db_path) {
                     PipelineIdPart(p.name, p.generation).c_str());
         break;
       case StartAction::kRemove:
-        std::printf("  %s: remove (its open windows and sessions are emitted, then its state "
-                    "is deleted)\n",
-                    p.name.c_str());
+        std::printf(
+            "  %s: remove (its open windows and sessions are emitted, then its state "
+            "is deleted)\n",
+            p.name.c_str());
         break;
       case StartAction::kNewGeneration: {
         std::printf("  %s: new generation %s (open windows of %s emitted, then starts empty)\n",

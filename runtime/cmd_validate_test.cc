@@ -122,18 +122,17 @@ TEST(DefinitionChanges, EveryDefinitionKeyWithUnits) {
       R"({"aggregates":{"n":{"count":"*"},"p":{"q":0.95,"quantile":"temp"}},)"
       R"("event_time":{"clock":"corrected"},"key":["room"],"where":{"temp":{">=":-50}},)"
       R"("window":{"hop":60000,"offset":0,"size":300000,"type":"hopping"}})";
-  EXPECT_EQ(DefinitionChanges(a, b),
-            (std::vector<std::string>{
-                "aggregates.p.q: (none) -> 0.95",
-                "aggregates.p.quantile: (none) -> temp",
-                "aggregates.t.avg: temp -> (none)",
-                "event_time.clock: device -> corrected",
-                "key: [\"device\"] -> [\"room\"]",
-                "where.temp.>=: (none) -> -50",
-                "window.hop: (none) -> 1m",
-                "window.size: 1m -> 5m",
-                "window.type: tumbling -> hopping",
-            }));
+  EXPECT_EQ(DefinitionChanges(a, b), (std::vector<std::string>{
+                                         "aggregates.p.q: (none) -> 0.95",
+                                         "aggregates.p.quantile: (none) -> temp",
+                                         "aggregates.t.avg: temp -> (none)",
+                                         "event_time.clock: device -> corrected",
+                                         "key: [\"device\"] -> [\"room\"]",
+                                         "where.temp.>=: (none) -> -50",
+                                         "window.hop: (none) -> 1m",
+                                         "window.size: 1m -> 5m",
+                                         "window.type: tumbling -> hopping",
+                                     }));
   EXPECT_TRUE(DefinitionChanges(a, a).empty());
 }
 

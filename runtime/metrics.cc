@@ -3,8 +3,8 @@
 #include <httplib.h>
 
 #include <algorithm>
-#include <cinttypes>
 #include <cctype>
+#include <cinttypes>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -41,10 +41,14 @@ class Writer {
         first = false;
         out_.append(k).append("=\"");
         for (char c : v) {
-          if (c == '\\') out_.append("\\\\");
-          else if (c == '"') out_.append("\\\"");
-          else if (c == '\n') out_.append("\\n");
-          else out_.push_back(c);
+          if (c == '\\')
+            out_.append("\\\\");
+          else if (c == '"')
+            out_.append("\\\"");
+          else if (c == '\n')
+            out_.append("\\n");
+          else
+            out_.push_back(c);
         }
         out_.push_back('"');
       }
@@ -98,7 +102,8 @@ std::string RenderPrometheus(const MetricsSnapshot& s) {
   // ---- source ------------------------------------------------------------
   w.Family("weir_source_connected", "gauge", "1 while connected to the gateway broker.");
   w.Sample(s.has_source && s.source_state == SourceState::kConnected ? 1 : 0);
-  w.Family("weir_source_state", "gauge", "Gateway broker connection state (1 for the current one).");
+  w.Family("weir_source_state", "gauge",
+           "Gateway broker connection state (1 for the current one).");
   for (SourceState st : kSourceStates)
     w.Sample({{"state", SourceStateName(st)}}, s.has_source && s.source_state == st ? 1 : 0);
   w.Family("weir_source_received_bytes_total", "counter", "MQTT payload bytes received.");
@@ -108,7 +113,8 @@ std::string RenderPrometheus(const MetricsSnapshot& s) {
   w.Sample(static_cast<double>(s.source_connection_losses));
   w.Family("weir_messages_total", "counter", "MQTT messages processed.");
   w.Sample(static_cast<double>(s.messages));
-  w.Family("weir_readings_total", "counter", "Readings taken from the source and handed to the pipelines.");
+  w.Family("weir_readings_total", "counter",
+           "Readings taken from the source and handed to the pipelines.");
   w.Sample(static_cast<double>(s.readings));
   w.Family("weir_rejected_total", "counter", "Payloads or array elements rejected, by reason.");
   for (int i = 0; i < kRejectReasonCount; ++i)
@@ -136,7 +142,8 @@ std::string RenderPrometheus(const MetricsSnapshot& s) {
        [](const PipelineMetrics& p) { return static_cast<double>(p.readings); }},
       {"weir_pipeline_filtered_total", "counter", "Readings that failed the pipeline's where.",
        [](const PipelineMetrics& p) { return static_cast<double>(p.filtered); }},
-      {"weir_late_updates_total", "counter", "Late readings added to a fired window (late: update).",
+      {"weir_late_updates_total", "counter",
+       "Late readings added to a fired window (late: update).",
        [](const PipelineMetrics& p) { return static_cast<double>(p.late_updates); }},
       {"weir_late_dropped_total", "counter", "Late readings dropped, counted per window.",
        [](const PipelineMetrics& p) { return static_cast<double>(p.late_dropped); }},
@@ -197,12 +204,14 @@ std::string RenderPrometheus(const MetricsSnapshot& s) {
   w.Family("weir_uplink_delivered_rows_total", "counter",
            "Outbox rows acknowledged by the uplink broker.");
   w.Sample(static_cast<double>(s.uplink_rows_delivered));
-  w.Family("weir_uplink_published_messages_total", "counter", "MQTT messages published, resends included.");
+  w.Family("weir_uplink_published_messages_total", "counter",
+           "MQTT messages published, resends included.");
   w.Sample(static_cast<double>(s.uplink_messages_published));
   w.Family("weir_uplink_resent_rows_total", "counter",
            "Rows put back for sending after a lost connection or a refusal.");
   w.Sample(static_cast<double>(s.uplink_rows_resent));
-  w.Family("weir_uplink_connection_losses_total", "counter", "Connections to the uplink broker lost.");
+  w.Family("weir_uplink_connection_losses_total", "counter",
+           "Connections to the uplink broker lost.");
   w.Sample(static_cast<double>(s.uplink_connection_losses));
   w.Family("weir_uplink_queued_rows", "gauge", "Rows handed to the uplink, not yet published.");
   w.Sample(static_cast<double>(s.uplink_rows_queued));
@@ -256,9 +265,9 @@ void Metrics::Collect(const MetricsSources& src, int64_t now_ms, MetricsSnapshot
     s->dedup_unchecked = Monotonic("dedup_unchecked", p, c.dedup_unchecked);
     s->status_messages = Monotonic("status_messages", p, c.status_messages);
     for (int i = 0; i < kRejectReasonCount; ++i)
-      s->rejected[static_cast<size_t>(i)] = Monotonic(
-          std::string("rejected/") + RejectReasonName(static_cast<RejectReason>(i)), p,
-          c.rejected[static_cast<size_t>(i)]);
+      s->rejected[static_cast<size_t>(i)] =
+          Monotonic(std::string("rejected/") + RejectReasonName(static_cast<RejectReason>(i)), p,
+                    c.rejected[static_cast<size_t>(i)]);
     if (src.config != nullptr) {
       const Engine* engine = &src.processor->engine();
       for (size_t i = 0; i < src.config->pipelines.size(); ++i) {
@@ -333,6 +342,10 @@ bool Metrics::Listen(const std::string& listen) {
     return false;
   }
   auto server = std::make_unique<httplib::Server>();
+  // One worker: scrapes are rare and cheap, and a gateway has few cores.
+  server->new_task_queue = [] { return new httplib::ThreadPool(1); };
+  server->set_read_timeout(5, 0);
+  server->set_write_timeout(5, 0);
   server->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     std::shared_ptr<const MetricsSnapshot> snap = latest();
     std::string body = snap ? RenderPrometheus(*snap) : RenderPrometheus(MetricsSnapshot());
@@ -421,8 +434,8 @@ Result<std::vector<MetricSample>> ParsePrometheusText(std::string_view text) {
     };
     MetricSample sample;
     size_t i = 0;
-    while (i < line.size() && (std::isalnum(static_cast<unsigned char>(line[i])) ||
-                               line[i] == '_' || line[i] == ':'))
+    while (i < line.size() &&
+           (std::isalnum(static_cast<unsigned char>(line[i])) || line[i] == '_' || line[i] == ':'))
       ++i;
     if (i == 0) return bad("no metric name");
     sample.name = std::string(line.substr(0, i));
