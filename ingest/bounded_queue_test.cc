@@ -1,10 +1,10 @@
 #include "ingest/bounded_queue.h"
 
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <chrono>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 namespace weir {
 namespace {

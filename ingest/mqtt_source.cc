@@ -3,10 +3,10 @@
 // too, and because falling back from MQTT 5 to 3.1.1 needs a new client.
 #include "ingest/mqtt_source.h"
 
+#include <mqtt/async_client.h>
+
 #include <chrono>
 #include <cstdio>
-
-#include <mqtt/async_client.h>
 
 #include "core/backoff.h"
 #include "core/log.h"
@@ -15,10 +15,14 @@ namespace weir {
 
 const char* SourceStateName(SourceState state) {
   switch (state) {
-    case SourceState::kStopped: return "stopped";
-    case SourceState::kConnecting: return "connecting";
-    case SourceState::kConnected: return "connected";
-    case SourceState::kDisconnected: return "disconnected";
+    case SourceState::kStopped:
+      return "stopped";
+    case SourceState::kConnecting:
+      return "connecting";
+    case SourceState::kConnected:
+      return "connected";
+    case SourceState::kDisconnected:
+      return "disconnected";
   }
   return "unknown";
 }
@@ -28,12 +32,8 @@ namespace {
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
 constexpr auto kSubscribeTimeout = std::chrono::seconds(10);
 
-// Through core/log.h: one line with time, level and component (DESIGN 7).
-void LogLine(const std::string& line) {
-  if (line.rfind("connected", 0) == 0)
-    LOG_INFO("source", "%s", line.c_str());
-  else
-    LOG_WARN("source", "%s", line.c_str());
+void LogLine(LogLevel level, const std::string& line) {
+  WEIR_LOG(level, "source", "%s", line.c_str());
 }
 
 }  // namespace
@@ -107,9 +107,8 @@ void MqttSource::Stop() {
 
 bool MqttSource::WaitConnected(int64_t timeout_ms) {
   std::unique_lock<std::mutex> lock(impl_->mu);
-  return impl_->cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), [this] {
-    return impl_->stats.state == SourceState::kConnected;
-  });
+  return impl_->cv.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                            [this] { return impl_->stats.state == SourceState::kConnected; });
 }
 
 MqttSourceStats MqttSource::stats() const {
@@ -138,8 +137,8 @@ bool MqttSource::Impl::ConnectOnce() {
       client.reset();  // a different MQTT version needs a new Paho client
       mqtt::create_options create(version_try == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
       // No Paho persistence: the broker's persistent session is the store.
-      client = std::make_unique<mqtt::async_client>(options.broker, options.client_id, create,
-                                                    nullptr);
+      client =
+          std::make_unique<mqtt::async_client>(options.broker, options.client_id, create, nullptr);
       client_version = version_try;
       client->set_message_callback([this](mqtt::const_message_ptr msg) { OnMessage(msg); });
       client->set_connection_lost_handler([this](const std::string& cause) {
@@ -149,7 +148,7 @@ bool MqttSource::Impl::ConnectOnce() {
           ++stats.connection_losses;
           stats.state = SourceState::kDisconnected;
         }
-        LogLine("connection to broker lost" + (cause.empty() ? "" : ": " + cause));
+        LogLine(LogLevel::kWarn, "connection to broker lost" + (cause.empty() ? "" : ": " + cause));
         cv.notify_all();
       });
     }
@@ -197,10 +196,13 @@ bool MqttSource::Impl::ConnectOnce() {
     stats.mqtt_version = version_try;
     stats.session_present = session_present;
     version_fixed = true;  // auto mode: keep the version that worked
+    LogLine(LogLevel::kInfo, "connected to " + options.broker + " as " + options.client_id +
+                                 " (MQTT " + (version_try == 5 ? "5" : "3.1.1") + ", session " +
+                                 (session_present ? "resumed" : "new") + ")");
     return true;
   } catch (const mqtt::exception& e) {
-    LogLine("cannot connect to " + options.broker + " as " + options.client_id + " (MQTT " +
-            (version_try == 5 ? "5" : "3.1.1") + "): " + e.what());
+    LogLine(LogLevel::kWarn, "cannot connect to " + options.broker + " as " + options.client_id +
+                                 " (MQTT " + (version_try == 5 ? "5" : "3.1.1") + "): " + e.what());
     return false;
   }
 }
@@ -234,7 +236,7 @@ void MqttSource::Impl::Run() {
     try {
       if (client->is_connected()) client->disconnect(1000)->wait_for(std::chrono::seconds(2));
     } catch (const mqtt::exception& e) {
-      LogLine(std::string("disconnect: ") + e.what());
+      LogLine(LogLevel::kWarn, std::string("disconnect: ") + e.what());
     }
     client.reset();
   }

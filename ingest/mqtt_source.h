@@ -51,10 +51,10 @@ const char* SourceStateName(SourceState state);
 
 struct MqttSourceStats {
   SourceState state = SourceState::kStopped;
-  int mqtt_version = 0;     // of the current or last connection; 0 before any
-  uint64_t messages = 0;    // handed to the handler
+  int mqtt_version = 0;   // of the current or last connection; 0 before any
+  uint64_t messages = 0;  // handed to the handler
   uint64_t payload_bytes = 0;
-  uint64_t connects = 0;    // successful connections, first one included
+  uint64_t connects = 0;  // successful connections, first one included
   uint64_t connection_losses = 0;
   uint64_t connect_failures = 0;
   bool session_present = false;  // the broker still had our session at the last connect

@@ -1,10 +1,11 @@
+#include "operators/aggregates.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <random>
 
-#include "operators/aggregates.h"
 #include "operators/quantile_sketch.h"
 
 namespace weir {
@@ -99,7 +100,8 @@ TEST(Aggregates, StddevIsPopulationAndStable) {
   AggSlot a, b;
   // Large offset, tiny spread: the naive sum-of-squares formula loses it all.
   std::vector<double> xs = {1e9 + 4, 1e9 + 7, 1e9 + 13, 1e9 + 16};
-  for (size_t i = 0; i < xs.size(); ++i) AggAdd(spec, WithField(xs[i]), 0, i, i < 2 ? &a : &b, nullptr);
+  for (size_t i = 0; i < xs.size(); ++i)
+    AggAdd(spec, WithField(xs[i]), 0, i, i < 2 ? &a : &b, nullptr);
   AggMerge(spec, b, &a);
   EXPECT_NEAR(Value(spec, a), std::sqrt(22.5), 1e-6);  // mean 10 (+1e9), squares 36+9+9+36
 }
@@ -126,9 +128,10 @@ TEST(Aggregates, FirstLastDeltaTiesByArrival) {
 TEST(Aggregates, EmptyIsNullExceptCount) {
   AggSlot empty;
   double v = -1;
-  for (AggregateKind k : {AggregateKind::kSum, AggregateKind::kMin, AggregateKind::kMax,
-                          AggregateKind::kAvg, AggregateKind::kFirst, AggregateKind::kLast,
-                          AggregateKind::kStddev, AggregateKind::kDelta, AggregateKind::kQuantile}) {
+  for (AggregateKind k :
+       {AggregateKind::kSum, AggregateKind::kMin, AggregateKind::kMax, AggregateKind::kAvg,
+        AggregateKind::kFirst, AggregateKind::kLast, AggregateKind::kStddev, AggregateKind::kDelta,
+        AggregateKind::kQuantile}) {
     EXPECT_FALSE(AggValue(AggSpec{k, false, 0, 0.5}, empty, nullptr, &v));
   }
   EXPECT_TRUE(AggValue(AggSpec{AggregateKind::kCount, false, 0, 0}, empty, nullptr, &v));

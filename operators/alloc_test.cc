@@ -1,13 +1,13 @@
 // The hot path allocates nothing once the pools have grown to the working
 // set: global operator new is replaced here to count allocations while a
 // steady fleet keeps reading, firing, revising and purging.
+#include <execinfo.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <new>
-#include <execinfo.h>
-#include <unistd.h>
 
 #include "operators/fleet.h"
 

@@ -1,11 +1,29 @@
 // The event-time engine (DESIGN 5): per pipeline, per-device clocks and
 // watermarks, tumbling/hopping windows and sessions, lateness and revisions.
 //
+// A step (time advance, status, or one reading) first updates device state
+// (a reading is judged against the watermarks as they were before it), then
+// EndStep: recompute wm_p, collect what is due (windows whose key watermark
+// passed their end, dirty windows whose delay and device condition hold),
+// emit them sorted by (end, start, key values), then purge. Work per step is
+// kept proportional to what changes:
+//   - wm_p is the minimum of a segment tree over eligible devices;
+//   - a key is looked at only when its watermark reaches its next_deadline
+//     (the earliest end or purge time among its windows);
+//   - idle devices (5.2) are found at the front of arrival-ordered queues and
+//     their raised watermark, max(wm, now - lag - ooo), is evaluated lazily:
+//     device keys wake the device when a key falls due, group pipelines keep
+//     the `now - lag - ooo` terms in a second tree.
+// CreateEngine(..., exhaustive=true) turns all of that into plain rescans so
+// tests can check the bookkeeping against the direct reading of the contract.
+//
 // Memory: devices, keys, windows and quantile sketches live in pools indexed
 // by int32; names are found through open-addressing indexes keyed by
 // string_view. Freed windows and sketches go to free lists and keep their
 // buffers, and every per-step scratch vector is a member, so once the pools
 // have grown to the working set a reading allocates nothing.
+#include "operators/engine.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -15,7 +33,6 @@
 
 #include "core/text.h"
 #include "operators/aggregates.h"
-#include "operators/engine.h"
 #include "operators/engine_internal.h"
 #include "operators/quantile_sketch.h"
 #include "operators/state_codec.h"
@@ -117,8 +134,8 @@ struct DeviceState {
   bool has_lag = false;  // an accepted reading arrived (idleness needs lag_d)
   int64_t last_arrival = 0;
   bool online = true;
-  bool seen = false;  // sent this pipeline a reading (counts for wm_p)
-  bool idle = false;  // silent past its timeout (5.2) as of the last time-advance step
+  bool seen = false;          // sent this pipeline a reading (counts for wm_p)
+  bool idle = false;          // silent past its timeout (5.2) as of the last time-advance step
   bool in_idle_list = false;  // exhaustive mode only
   // While idle, wm_d is raised lazily: wm_d = max(wm, now - lag - ooo) (see
   // EffectiveWm). Group pipelines: `ramping` once now - lag - ooo >= wm, so
@@ -155,8 +172,8 @@ struct Window {
 struct KeyState {
   int32_t device = -1;  // when the key contains `device`: whose wm closes it
   std::vector<std::string> values;
-  std::string id_part;           // values percent-encoded, joined by ","; "*" for key []
-  std::vector<int32_t> windows;  // sorted by start
+  std::string id_part;              // values percent-encoded, joined by ","; "*" for key []
+  std::vector<int32_t> windows;     // sorted by start
   int64_t next_deadline = kPosInf;  // lower bound of the key wm at which something is due
   uint64_t mark = 0;                // step stamp: already a candidate in this step
   bool changed = false;
@@ -183,12 +200,18 @@ struct WhereSpec {
 template <typename T>
 bool Compare(const T& a, CompareOp op, const T& b) {
   switch (op) {
-    case CompareOp::kLt: return a < b;
-    case CompareOp::kLe: return a <= b;
-    case CompareOp::kGt: return a > b;
-    case CompareOp::kGe: return a >= b;
-    case CompareOp::kEq: return a == b;
-    case CompareOp::kNe: return !(a == b);
+    case CompareOp::kLt:
+      return a < b;
+    case CompareOp::kLe:
+      return a <= b;
+    case CompareOp::kGt:
+      return a > b;
+    case CompareOp::kGe:
+      return a >= b;
+    case CompareOp::kEq:
+      return a == b;
+    case CompareOp::kNe:
+      return !(a == b);
   }
   return false;
 }
@@ -313,7 +336,7 @@ class PipelineOperator {
   uint64_t emit_seq_ = 0;
   int64_t wm_p_ = kNegInf;
   bool wm_p_raised_ = false;
-  MinTree eligible_wm_;  // wm_d of eligible devices, kPosInf for the others and ramping ones
+  MinTree eligible_wm_;    // wm_d of eligible devices, kPosInf for the others and ramping ones
   MinTree ramp_neg_cost_;  // -(lag + ooo) of ramping eligible devices, kPosInf for the others
   struct Queue {
     int32_t head = -1;
@@ -326,7 +349,7 @@ class PipelineOperator {
     uint32_t epoch;
     bool operator>(const Wake& o) const { return at > o.at; }
   };
-  std::vector<Wake> wakes_;  // min-heap
+  std::vector<Wake> wakes_;             // min-heap
   int64_t min_key_deadline_ = kPosInf;  // group keys: min next_deadline over keys
   bool exhaustive_ = false;
   SpillStore* spill_ = nullptr;
@@ -344,7 +367,7 @@ class PipelineOperator {
   std::vector<int32_t> free_windows_;
   std::vector<QuantileSketch> sketches_;
   std::vector<int32_t> free_sketches_;
-  std::vector<int32_t> dirty_;  // windows with dirty set
+  std::vector<int32_t> dirty_;            // windows with dirty set
   std::vector<std::string> erased_keys_;  // persisted keys dropped since the last checkpoint
 
   // Per-step scratch.
@@ -400,10 +423,7 @@ PipelineOperator::PipelineOperator(const Config& config, int index, int64_t gene
       w.source = kKeyDevice;
     } else if (a >= 0) {
       w.source = a;
-    } else if (f >= 0) {
-      w.on_field = true;
-      w.source = f;
-    }
+    }  // else: text compared with a numeric field, or an unknown name: never holds
     if (!w.is_text && !w.on_field) {
       // A numeric condition on an attribute compares key text (5 == "5").
       w.text.clear();
@@ -438,8 +458,10 @@ int32_t PipelineOperator::FindOrAddDevice(std::string_view name) {
   eligible_wm_.Add(kPosInf);
   ramp_neg_cost_.Add(kPosInf);
   // Scratch lists hold at most one entry per device: size them now, not mid-step.
-  touched_devices_.reserve(devices_.size());
-  idle_list_.reserve(devices_.size());
+  if (touched_devices_.capacity() < devices_.size()) {
+    touched_devices_.reserve(2 * devices_.size());
+    idle_list_.reserve(2 * devices_.size());
+  }
   return id;
 }
 
@@ -488,7 +510,7 @@ int32_t PipelineOperator::FindOrAddKey(std::string_view enc, int32_t device) {
     k.device = device;
     devices_[static_cast<size_t>(device)].keys.push_back(id);
   }
-  candidates_.reserve(keys_.size());
+  if (candidates_.capacity() < keys_.size()) candidates_.reserve(2 * keys_.size());
   return id;
 }
 
@@ -877,10 +899,12 @@ bool PipelineOperator::EndStep(EngineOutput* out) {
   if (!key_has_device_) {
     if (scanned) {
       min_key_deadline_ = kPosInf;
-      for (const KeyState& k : keys_) min_key_deadline_ = std::min(min_key_deadline_, k.next_deadline);
+      for (const KeyState& k : keys_)
+        min_key_deadline_ = std::min(min_key_deadline_, k.next_deadline);
     } else {
       for (int32_t ki : candidates_) {
-        min_key_deadline_ = std::min(min_key_deadline_, keys_[static_cast<size_t>(ki)].next_deadline);
+        min_key_deadline_ =
+            std::min(min_key_deadline_, keys_[static_cast<size_t>(ki)].next_deadline);
       }
     }
   }
@@ -901,6 +925,8 @@ void PipelineOperator::CollectDue(int32_t ki) {
   int64_t key_wm = KeyWatermark(k);
   for (int32_t wi : k.windows) {
     Window& w = windows_[static_cast<size_t>(wi)];
+    // Time windows are sorted by end too: nothing later is due.
+    if (!is_session() && FireTime(w) > key_wm) break;
     if (w.dirty || w.rev >= 0 || FireTime(w) > key_wm) continue;
     w.rev = 0;
     emissions_.push_back({w.end, w.start, ki, wi, 0});
@@ -911,8 +937,15 @@ void PipelineOperator::CollectDue(int32_t ki) {
 void PipelineOperator::Purge(int32_t ki, int64_t key_wm) {
   KeyState& k = keys_[static_cast<size_t>(ki)];
   size_t kept = 0;
-  for (int32_t wi : k.windows) {
+  size_t n = k.windows.size();
+  for (size_t i = 0; i < n; ++i) {
+    int32_t wi = k.windows[i];
     const Window& w = windows_[static_cast<size_t>(wi)];
+    if (!is_session() && key_wm < FireTime(w) + et_.allowed_lateness_ms) {
+      // Sorted by end: none of the rest is purgeable either.
+      for (; i < n; ++i) k.windows[kept++] = k.windows[i];
+      break;
+    }
     if (!w.dirty && w.rev >= 0 && key_wm >= FireTime(w) + et_.allowed_lateness_ms) {
       ReleaseWindow(wi);
       k.changed = true;
@@ -928,6 +961,8 @@ void PipelineOperator::RecomputeDeadline(KeyState& k) {
   k.next_deadline = kPosInf;
   for (int32_t wi : k.windows) {
     const Window& w = windows_[static_cast<size_t>(wi)];
+    // Time windows are sorted by end, and a deadline is never before the end.
+    if (!is_session() && FireTime(w) >= k.next_deadline) break;
     if (w.dirty) continue;  // the dirty list watches it
     int64_t t = FireTime(w);
     if (w.rev >= 0) t += et_.allowed_lateness_ms;
@@ -1113,13 +1148,13 @@ bool PipelineOperator::AddToTimeWindows(int32_t ki, const Reading& r, int64_t ts
       dropped = true;
       continue;
     }
-    int32_t wi = -1;
-    for (int32_t cand : keys_[static_cast<size_t>(ki)].windows) {
-      if (windows_[static_cast<size_t>(cand)].start == s) {
-        wi = cand;
-        break;
-      }
-    }
+    // The key's windows are sorted by start: binary search (group keys
+    // held back by a slow device can hold hundreds).
+    const std::vector<int32_t>& list = keys_[static_cast<size_t>(ki)].windows;
+    auto it = std::lower_bound(list.begin(), list.end(), s, [this](int32_t w, int64_t start) {
+      return windows_[static_cast<size_t>(w)].start < start;
+    });
+    int32_t wi = (it != list.end() && windows_[static_cast<size_t>(*it)].start == s) ? *it : -1;
     if (wi < 0) {
       wi = AcquireWindow(ki);
       Window& w = windows_[static_cast<size_t>(wi)];
@@ -1581,10 +1616,14 @@ Status PipelineOperator::Restore(StateReader* reader) {
   Status st = reader->ForEach(
       storage_id_, [this](char kind, std::string_view id, std::string_view blob) -> Status {
         switch (kind) {
-          case 'p': return DecodePipeline(blob);
-          case 'd': return DecodeDevice(id, blob);
-          case 'k': return DecodeKeyState(blob, /*from_spill=*/false);
-          default: return DataLoss("unknown state row kind");
+          case 'p':
+            return DecodePipeline(blob);
+          case 'd':
+            return DecodeDevice(id, blob);
+          case 'k':
+            return DecodeKeyState(blob, /*from_spill=*/false);
+          default:
+            return DataLoss("unknown state row kind");
         }
       });
   if (!st.ok()) return st;
@@ -1615,7 +1654,8 @@ void PipelineOperator::RebuildAfterRestore() {
     if (d.has_lag) order.push_back(di);
   }
   std::stable_sort(order.begin(), order.end(), [this](int32_t a, int32_t b) {
-    return devices_[static_cast<size_t>(a)].last_arrival < devices_[static_cast<size_t>(b)].last_arrival;
+    return devices_[static_cast<size_t>(a)].last_arrival <
+           devices_[static_cast<size_t>(b)].last_arrival;
   });
   queues_[0] = queues_[1] = Queue{};
   for (int32_t di : order) QueuePush(di);
@@ -1668,7 +1708,7 @@ class EngineImpl : public Engine {
 }  // namespace
 
 Result<std::unique_ptr<Engine>> Engine::Create(const Config& config,
-                                                const std::vector<int64_t>& generations) {
+                                               const std::vector<int64_t>& generations) {
   return CreateEngine(config, generations, /*exhaustive=*/false);
 }
 
@@ -1691,7 +1731,8 @@ Result<std::unique_ptr<Engine>> CreateEngine(const Config& config,
     } else {
       int64_t hop = w.type == WindowType::kTumbling ? w.size_ms : w.hop_ms;
       if (w.size_ms <= 0 || hop <= 0 || w.size_ms % hop != 0) {
-        return InvalidArgument("pipeline " + p.name + ": window size must be a positive multiple of hop");
+        return InvalidArgument("pipeline " + p.name +
+                               ": window size must be a positive multiple of hop");
       }
     }
     for (const AggregateConfig& a : p.aggregates) {

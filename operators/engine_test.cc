@@ -66,8 +66,8 @@ TEST(Watermark, ClockOffsetCorrection) {
     r.sent_at_ms = sent_at;
     t.engine().OnReading(r, now, &t);
   };
-  send(3601000, 1000, true, 1000);  // offset 3600000: ts 3601000
-  send(3602000, 2000, false, 0);    // offset kept: ts 3602000
+  send(3601000, 1000, true, 1000);     // offset 3600000: ts 3601000
+  send(3602000, 2000, false, 0);       // offset kept: ts 3602000
   send(3700000, 61000, true, 100000);  // offset 3600000: ts 3661000, fires
   EXPECT_EQ(t.lines, V{Res("gw/p/d1/3600000", 0, R"({"device":"d1"})", 3600000, 3660000, 2,
                            R"({"n":2,"a_n":0})")});
@@ -83,7 +83,7 @@ TEST(Idle, QuietDeviceReleasedAfterIdleTimeout) {
   t.Data(5000, "d1", 1000);  // lag 4000
   t.Tick(64999);             // silent 59999 ms: not idle
   EXPECT_EQ(t.lines, V{});
-  t.Tick(65000);             // idle: wm = 65000 - 4000 = 61000 >= 60000
+  t.Tick(65000);  // idle: wm = 65000 - 4000 = 61000 >= 60000
   EXPECT_EQ(t.lines, V{D1(0, 0, 1)});
 }
 
@@ -117,7 +117,7 @@ TEST(Idle, OfflineSixHoursReplayingBacklog) {
   t.Status(6 * 3600000LL + 50000, "d1", true);
   int64_t base = 6 * 3600000LL + 60000;
   t.Data(base, "d1", 40000);
-  t.Data(base + 1, "d1", 70000);   // wm 70000: [0,60000) fires with 3
+  t.Data(base + 1, "d1", 70000);  // wm 70000: [0,60000) fires with 3
   t.Data(base + 2, "d1", 100000);
   t.Data(base + 3, "d1", 130000);  // [60000,120000) fires with 2
   EXPECT_EQ(t.lines, (V{D1(0, 0, 3), D1(60000, 0, 2)}));
@@ -283,10 +283,10 @@ TEST(Windows, OffsetAndNegativeTimestamps) {
   t.Data(1000, "d1", -1000);  // [-45000, 15000)
   t.Data(1000, "d1", 20000);  // [15000, 75000)
   t.Drain();
-  EXPECT_EQ(t.lines, (V{Res("gw/p/d1/-45000", 0, R"({"device":"d1"})", -45000, 15000, 1,
-                            R"({"n":1,"a_n":0})"),
-                        Res("gw/p/d1/15000", 0, R"({"device":"d1"})", 15000, 75000, 1,
-                            R"({"n":1,"a_n":0})")}));
+  EXPECT_EQ(
+      t.lines,
+      (V{Res("gw/p/d1/-45000", 0, R"({"device":"d1"})", -45000, 15000, 1, R"({"n":1,"a_n":0})"),
+         Res("gw/p/d1/15000", 0, R"({"device":"d1"})", 15000, 75000, 1, R"({"n":1,"a_n":0})")}));
 }
 
 // 5.6: max_duration splits sessions; a reading joins the latest-starting one.
@@ -305,10 +305,11 @@ TEST(Sessions, MaxDuration) {
   t.Data(4000, "d1", 130000);  // would span 130000: new S2
   t.Data(5000, "d1", 150000);  // matches both; all would span 150000: joins S2
   t.Data(6000, "d1", 400000);
-  EXPECT_EQ(t.lines, (V{Res("gw/p/d1/0", 0, R"({"device":"d1"})", 0, 100000, 3,
-                            R"({"n":3,"a_n":0})", "p", 100000),
-                        Res("gw/p/d1/130000", 0, R"({"device":"d1"})", 130000, 150000, 2,
-                            R"({"n":2,"a_n":0})", "p", 20000)}));
+  EXPECT_EQ(
+      t.lines,
+      (V{Res("gw/p/d1/0", 0, R"({"device":"d1"})", 0, 100000, 3, R"({"n":3,"a_n":0})", "p", 100000),
+         Res("gw/p/d1/130000", 0, R"({"device":"d1"})", 130000, 150000, 2, R"({"n":2,"a_n":0})",
+             "p", 20000)}));
 }
 
 // 5.6: a late reading bridging two emitted sessions: the later-emitted is
@@ -327,13 +328,12 @@ TEST(Sessions, MergeWithRetraction) {
   t.Data(2000, "d1", 15000, {{"temp", 2}});  // S1 fires (wm 15000 >= 10000)
   t.Data(3000, "d1", 40000, {{"temp", 3}});  // S2 [15000] fires (25000)
   t.Data(4000, "d1", 8000, {{"temp", 4}});   // joins S1 and S2: merged, dwm 40000 >= 25000
-  EXPECT_EQ(t.lines,
-            (V{Res("gw/p/d1/0", 0, R"({"device":"d1"})", 0, 0, 1, R"({"n":1,"s":1})", "p", 0),
-               Res("gw/p/d1/15000", 0, R"({"device":"d1"})", 15000, 15000, 1, R"({"n":1,"s":2})",
-                   "p", 0),
-               R"({"id":"gw/p/d1/15000","rev":1,"retracted":true})",
-               Res("gw/p/d1/0", 1, R"({"device":"d1"})", 0, 15000, 3, R"({"n":3,"s":7})", "p",
-                   15000)}));
+  EXPECT_EQ(
+      t.lines,
+      (V{Res("gw/p/d1/0", 0, R"({"device":"d1"})", 0, 0, 1, R"({"n":1,"s":1})", "p", 0),
+         Res("gw/p/d1/15000", 0, R"({"device":"d1"})", 15000, 15000, 1, R"({"n":1,"s":2})", "p", 0),
+         R"({"id":"gw/p/d1/15000","rev":1,"retracted":true})",
+         Res("gw/p/d1/0", 1, R"({"device":"d1"})", 0, 15000, 3, R"({"n":3,"s":7})", "p", 15000)}));
   EXPECT_EQ(t.engine().counters(0).retractions, 1);
 }
 
@@ -356,10 +356,10 @@ TEST(Results, OrderAndIds) {
     return Res("gw/a/" + r + "/" + std::to_string(start), 0, "{\"room\":\"" + r + "\"}", start,
                start + 60000, n, "{\"n\":" + std::to_string(n) + ",\"a_n\":0}", "a");
   };
-  EXPECT_EQ(t.lines, (V{room("", 0, 1), room("r1", 0, 1), room("r2", 0, 1), room("r1", 60000, 1),
-                        Res("gw/b~2/*/0", 0, "{}", 0, 60000, 3, R"({"n":3,"a_n":0})", "b"),
-                        Res("gw/b~2/*/60000", 0, "{}", 60000, 120000, 1, R"({"n":1,"a_n":0})",
-                            "b")}));
+  EXPECT_EQ(t.lines,
+            (V{room("", 0, 1), room("r1", 0, 1), room("r2", 0, 1), room("r1", 60000, 1),
+               Res("gw/b~2/*/0", 0, "{}", 0, 60000, 3, R"({"n":3,"a_n":0})", "b"),
+               Res("gw/b~2/*/60000", 0, "{}", 60000, 120000, 1, R"({"n":1,"a_n":0})", "b")}));
 }
 
 // DESIGN 4 `where`: all conditions; a missing field fails; attributes compare text.
@@ -393,14 +393,14 @@ TEST(Where, ConditionsFieldsAndAttributes) {
 TEST(Aggregates, EveryKindInOneWindow) {
   Config c = ExampleConfig();
   PipelineConfig p = ExamplePipeline();
-  p.aggregates = {Agg("n", AggregateKind::kCount, "*"),   Agg("nt", AggregateKind::kCount, "temp"),
-                  Agg("na", AggregateKind::kCount, "amps"), Agg("sum", AggregateKind::kSum, "temp"),
-                  Agg("min", AggregateKind::kMin, "temp"), Agg("max", AggregateKind::kMax, "temp"),
-                  Agg("avg", AggregateKind::kAvg, "temp"), Agg("first", AggregateKind::kFirst, "temp"),
-                  Agg("last", AggregateKind::kLast, "temp"), Agg("delta", AggregateKind::kDelta, "temp"),
-                  Agg("sd", AggregateKind::kStddev, "temp"),
-                  Agg("p50", AggregateKind::kQuantile, "temp", 0.5),
-                  Agg("asum", AggregateKind::kSum, "amps")};
+  p.aggregates = {
+      Agg("n", AggregateKind::kCount, "*"),      Agg("nt", AggregateKind::kCount, "temp"),
+      Agg("na", AggregateKind::kCount, "amps"),  Agg("sum", AggregateKind::kSum, "temp"),
+      Agg("min", AggregateKind::kMin, "temp"),   Agg("max", AggregateKind::kMax, "temp"),
+      Agg("avg", AggregateKind::kAvg, "temp"),   Agg("first", AggregateKind::kFirst, "temp"),
+      Agg("last", AggregateKind::kLast, "temp"), Agg("delta", AggregateKind::kDelta, "temp"),
+      Agg("sd", AggregateKind::kStddev, "temp"), Agg("p50", AggregateKind::kQuantile, "temp", 0.5),
+      Agg("asum", AggregateKind::kSum, "amps")};
   c.pipelines = {p};
   Transcript t(c);
   t.Data(1000, "d1", 3000, {{"temp", 4}});
@@ -425,6 +425,106 @@ TEST(Aggregates, EveryKindInOneWindow) {
   EXPECT_NEAR(v["sd"].get<double>(), std::sqrt(8.0 / 3.0), 1e-12);
   EXPECT_NEAR(v["p50"].get<double>(), 6, 6 * 0.005);  // 2nd of 3
   EXPECT_TRUE(v["asum"].is_null());
+}
+
+PipelineConfig Sessions(int64_t gap, LatePolicy late, int64_t lateness) {
+  PipelineConfig p = ExamplePipeline();
+  p.window.type = WindowType::kSession;
+  p.window.gap_ms = gap;
+  p.event_time.late = late;
+  p.event_time.allowed_lateness_ms = lateness;
+  p.event_time.late_emit_delay_ms = 0;
+  return p;
+}
+std::string S1(int64_t start, int64_t end, int rev, int64_t count, int64_t id_start = -1) {
+  if (id_start < 0) id_start = start;
+  return Res("gw/p/d1/" + std::to_string(id_start), rev, R"({"device":"d1"})", start, end, count,
+             "{\"n\":" + std::to_string(count) + ",\"a_n\":0}", "p", end - start);
+}
+
+// 5.6: a late reading that starts a new session: a dirty session that emits
+// its revision 0 by the dirty rule, or dropped past allowed_lateness.
+TEST(Sessions, LateNewSessionDirtyOrDropped) {
+  Config c = ExampleConfig();
+  c.pipelines = {Sessions(10000, LatePolicy::kUpdate, 60000)};
+  Transcript t(c);
+  t.Data(1000, "d1", 0);
+  t.Data(2000, "d1", 100000);  // S [0] fires (and is purged: 100000 >= 0 + 10000 + 60000)
+  t.Data(3000, "d1", 50000);   // late (100000 >= 60000), within 120000: dirty, dwm past: rev 0
+  t.Data(4000, "d1", 30000);   // 100000 >= 30000 + 10000 + 60000: dropped
+  EXPECT_EQ(t.lines, (V{S1(0, 0, 0, 1), S1(50000, 50000, 0, 1)}));
+  EXPECT_EQ(t.engine().counters(0).late_dropped, 1);
+}
+
+// 5.6: with late side, a reading joining an emitted session is dropped and
+// handed out raw.
+TEST(Sessions, LateJoinWithSideIsDropped) {
+  Config c = ExampleConfig();
+  c.pipelines = {Sessions(10000, LatePolicy::kSide, 60000)};
+  Transcript t(c);
+  t.Data(1000, "d1", 0);
+  t.Data(2000, "d1", 15000);  // S [0] fires
+  t.Data(3000, "d1", 5000);   // joins the emitted session: late
+  t.Drain();
+  EXPECT_EQ(t.lines, (V{S1(0, 0, 0, 1), S1(15000, 15000, 0, 1)}));
+  EXPECT_EQ(t.side, V{"d1@5000"});
+}
+
+// 5.6: a merge that would exceed max_duration does not happen; the reading
+// joins the latest-starting matching session.
+TEST(Sessions, NoMergeBeyondMaxDuration) {
+  Config c = ExampleConfig();
+  PipelineConfig p = Sessions(10000, LatePolicy::kUpdate, 60000);
+  p.window.max_duration_ms = 30000;
+  c.pipelines = {p};
+  Transcript t(c);
+  t.Data(1000, "d1", 0);
+  t.Data(2000, "d1", 8000);   // S1 [0, 8000]
+  t.Data(3000, "d1", 22000);  // S2; wm 22000 >= 18000: S1 fires
+  t.Data(4000, "d1", 30000);  // S2 [22000, 30000]
+  t.Data(5000, "d1", 15000);  // matches both; [0, 30000] spans 30000: joins S2 only, not late
+  t.Drain();
+  EXPECT_EQ(t.lines, (V{S1(0, 8000, 0, 2), S1(15000, 30000, 0, 3)}));
+  EXPECT_EQ(t.engine().counters(0).late_updates, 0);
+}
+
+// `where` on an attribute with a number compares the key text.
+TEST(Where, NumberOnAnAttribute) {
+  Config c = ExampleConfig();
+  PipelineConfig p = ExamplePipeline({});
+  WhereCondition eq;
+  eq.name = "room";
+  eq.op = CompareOp::kEq;
+  eq.number = 5;
+  p.where = {eq};
+  c.pipelines = {p};
+  Transcript t(c);
+  t.Data(1000, "d1", 1000, {}, "a", "5");
+  t.Data(1000, "d1", 1001, {}, "a", "5.5");
+  t.Data(1000, "d1", 1002, {}, "a", nullptr);
+  t.Drain();
+  EXPECT_EQ(t.lines, V{All(0, 0, 1)});
+  EXPECT_EQ(t.engine().counters(0).filtered, 2);
+}
+
+// 5.2/5.4: an idle device's dirty window re-emits in a time-advance step even
+// though its data is not past the window's end.
+TEST(Idle, IdleDirtyDeviceEmitsInTimeAdvanceOnly) {
+  Config c = ExampleConfig();
+  c.pipelines = {ExamplePipeline({})};
+  c.pipelines[0].event_time.idle_timeout_ms = 10000;
+  c.pipelines[0].event_time.late_emit_delay_ms = 0;
+  Transcript t(c);
+  t.Data(1000, "d1", 1000);
+  t.Data(1000, "d2", 1000);
+  t.Data(2000, "d1", 61000);
+  t.Data(2000, "d2", 61000);  // wm_p 61000: rev 0
+  t.Data(3000, "d3", 5000);   // new device, late, dirty; dwm 5000
+  t.Data(12999, "d1", 62000);
+  t.Data(12999, "d2", 62000);
+  EXPECT_EQ(t.lines, V{All(0, 0, 2)});
+  t.Tick(13000);  // d3 silent 10 s: idle in this step
+  EXPECT_EQ(t.lines, (V{All(0, 0, 2), All(0, 1, 3)}));
 }
 
 }  // namespace

@@ -200,8 +200,8 @@ TEST(Examples, Nonnumeric) {
   Config c = ExampleConfig();
   c.pipelines = {ExamplePipeline()};
   Transcript t(c);
-  t.Tick(1000);                // "temp": "hot" rejects the reading
-  t.Data(1100, "d1", 1100);    // "amps": null is absent
+  t.Tick(1000);              // "temp": "hot" rejects the reading
+  t.Data(1100, "d1", 1100);  // "amps": null is absent
   t.Data(2000, "d1", 61000);
   std::vector<std::string> expected = {
       R"({"id":"gw/p/d1/0","rev":0,"pipeline":"p","key":{"device":"d1"},"count":1,"values":{"n":1,"a_n":0},"start":0,"end":60000})",
@@ -245,8 +245,7 @@ TEST(Examples, PipelineWm) {
   t.Data(1000, "d1", 1000, {}, "s0");
   t.Data(1000, "d2", 1000, {}, "s1");
   t.Data(2000, "d1", 61000, {}, "s0");
-  std::vector<std::string> expected = {
-  };
+  std::vector<std::string> expected = {};
   ExpectResults(t.lines, expected);
 }
 
@@ -422,8 +421,7 @@ TEST(Examples, TopicBoth) {
   Transcript t(c);
   t.Tick(1000);  // a status topic with a payload that is neither online nor offline
   t.Drain();
-  std::vector<std::string> expected = {
-  };
+  std::vector<std::string> expected = {};
   ExpectResults(t.lines, expected);
 }
 
@@ -454,8 +452,7 @@ TEST(Examples, WhereRegisters) {
   t.Data(1000, "d1", 1000, {{"temp", 25}});
   t.Data(1000, "d2", 1000, {{"temp", 10}});
   t.Data(2000, "d1", 61000, {{"temp", 25}});
-  std::vector<std::string> expected = {
-  };
+  std::vector<std::string> expected = {};
   ExpectResults(t.lines, expected);
   EXPECT_EQ(t.engine().counters(0).filtered, 1);
 }

@@ -101,8 +101,10 @@ inline std::vector<FleetEvent> MakeFleet(uint64_t seed, int devices, int steps) 
       e.kind = FleetEvent::kStatus;
       offline[d] = !offline[d];
       e.online = !offline[d];
-      if (offline[d]) offline_at[d] = now;
-      else backlog[d] = offline_at[d];  // replays what it measured while away
+      if (offline[d])
+        offline_at[d] = now;
+      else
+        backlog[d] = offline_at[d];  // replays what it measured while away
     } else {
       if (offline[d] || now < silent_until[d]) continue;
       if (d == 0 && u(rng) < 0.7) continue;  // device 0 reports rarely
@@ -168,5 +170,47 @@ class FleetPlayer {
   int temp_, amps_, site_;
   Reading reading_;
 };
+
+}  // namespace weir::testing
+
+namespace weir::testing {
+
+// A random pipeline set: window type and sizes, event-time settings, late
+// policy and key drawn from `seed`, over the FleetConfig schema.
+inline Config RandomConfig(uint64_t seed) {
+  std::mt19937_64 rng(seed * 7919 + 1);
+  auto pick = [&](std::initializer_list<int64_t> xs) {
+    std::vector<int64_t> v(xs);
+    return v[static_cast<size_t>(rng() % v.size())];
+  };
+  Config c = FleetConfig();
+  std::vector<std::vector<std::string>> keys = {{"device"}, {"site"}, {}, {"site", "device"}};
+  for (auto& p : c.pipelines) {
+    int type = static_cast<int>(rng() % 3);
+    p.window = WindowConfig{};
+    if (type == 0) {
+      p.window.type = WindowType::kTumbling;
+      p.window.size_ms = pick({10000, 60000});
+      p.window.offset_ms = pick({0, 7000});
+    } else if (type == 1) {
+      p.window.type = WindowType::kHopping;
+      p.window.hop_ms = pick({10000, 20000});
+      p.window.size_ms = p.window.hop_ms * pick({2, 3});
+      p.window.offset_ms = pick({0, -3000});
+    } else {
+      p.window.type = WindowType::kSession;
+      p.window.gap_ms = pick({5000, 20000});
+      p.window.max_duration_ms = pick({0, 60000, 300000});
+    }
+    p.key = keys[static_cast<size_t>(rng() % keys.size())];
+    p.event_time.max_out_of_orderness_ms = pick({0, 1500});
+    p.event_time.idle_timeout_ms = pick({0, 5000, 30000});
+    p.event_time.max_hold_ms = pick({20000, 600000});
+    p.event_time.allowed_lateness_ms = pick({0, 30000, 300000});
+    p.event_time.late = static_cast<LatePolicy>(pick({0, 1, 1, 2}));
+    p.event_time.late_emit_delay_ms = pick({0, 700, 5000});
+  }
+  return c;
+}
 
 }  // namespace weir::testing

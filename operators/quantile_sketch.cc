@@ -5,7 +5,8 @@
 
 namespace weir {
 namespace {
-constexpr double kGamma = (1 + QuantileSketch::kRelativeAccuracy) / (1 - QuantileSketch::kRelativeAccuracy);
+constexpr double kGamma =
+    (1 + QuantileSketch::kRelativeAccuracy) / (1 - QuantileSketch::kRelativeAccuracy);
 const double kLogGamma = std::log(kGamma);
 }  // namespace
 
@@ -15,9 +16,7 @@ int32_t QuantileSketch::Index(double magnitude) {
   return static_cast<int32_t>(i);
 }
 
-double QuantileSketch::Value(int32_t index) {
-  return 2 * std::pow(kGamma, index) / (kGamma + 1);
-}
+double QuantileSketch::Value(int32_t index) { return 2 * std::pow(kGamma, index) / (kGamma + 1); }
 
 void QuantileSketch::Store::Add(int32_t index, uint64_t n) {
   total += n;

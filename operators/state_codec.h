@@ -17,7 +17,8 @@ class StateEncoder {
   void U8(uint8_t v) { out_->push_back(static_cast<char>(v)); }
   void I64(int64_t v) {
     char b[8];
-    for (int i = 0; i < 8; ++i) b[i] = static_cast<char>((static_cast<uint64_t>(v) >> (8 * i)) & 0xff);
+    for (int i = 0; i < 8; ++i)
+      b[i] = static_cast<char>((static_cast<uint64_t>(v) >> (8 * i)) & 0xff);
     out_->append(b, 8);
   }
   void U64(uint64_t v) { I64(static_cast<int64_t>(v)); }

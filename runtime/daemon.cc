@@ -156,6 +156,7 @@ void AppendBatch(CommitBatch* base, CommitBatch&& more) {
   move_all(&base->pipelines_removed, more.pipelines_removed);
   if (more.config) base->config = std::move(more.config);
   move_all(&base->counters, more.counters);
+  base->seal_loss_upto = std::max(base->seal_loss_upto, more.seal_loss_upto);
 }
 
 }  // namespace
@@ -185,6 +186,7 @@ struct Daemon::Impl {
   int64_t last_journal_seq = -1;  // highest journal seq processed (journal mode)
   bool stopping = false;
   int exit_code = 0;
+  SourceState source_state = SourceState::kStopped;
   RateLimiter reject_log{5, 10000};
   RateLimiter commit_error_log{3, 10000};
   Metrics metrics;  // /metrics (DESIGN 7): a snapshot published every tick
@@ -201,6 +203,11 @@ struct Daemon::Impl {
   int64_t backlog_after = 0;
   int64_t backlog_upto = 0;
   std::unordered_map<int64_t, int64_t> handed_rev;  // pos -> rev, until acked
+  bool uplink_connected = false;
+  bool source_paused = false;  // storage full (on_full block): source disconnected
+  int64_t loss_sealed = 0;     // loss records at or below this position are final
+  int64_t seal_requested = 0;  // waiting for this loss record to be sealed
+  int64_t inflight_seal = 0;   // the seal carried by the commit in flight
   std::string uplink_topic_template;
 
   explicit Impl(DaemonOptions o) : options(std::move(o)) {}
@@ -477,14 +484,36 @@ struct Daemon::Impl {
       }
       if (ack_wake) ack_wake->Send();
     });
-    RETURN_IF_ERROR(uplink->Start());
-    // Everything pending now is backlog: hand it over again from the start.
-    StoreStats st = store->stats();
+    uplink_connected = false;
+    handed_rev.clear();
+    return uplink->Start();
+  }
+
+  // Rows are handed to the uplink only while it is connected; a lost
+  // connection discards the uplink's memory (everything is still in the
+  // outbox), so rows dropped by storage.max_bytes meanwhile are never sent
+  // as well as counted lost, and after the reconnect new results go first
+  // while what piled up drains oldest-first (order live_first, DESIGN 6.4).
+  void WatchUplink() {
+    if (!uplink) return;
+    MqttUplinkStats st = uplink->stats();
+    bool connected = st.state == UplinkState::kConnected;
+    if (connected == uplink_connected) return;
+    if (!connected) {
+      LOG_WARN("uplink", "lost %s; results wait in the outbox", config.uplink.broker.c_str());
+      Status s = StartUplink();
+      if (!s.ok()) LOG_ERROR("uplink", "%s", s.ToString().c_str());
+      return;
+    }
+    uplink_connected = true;
+    StoreStats ss = store->stats();
     handed_rev.clear();
     backlog_after = 0;
-    backlog_upto = st.newest_pos;
-    live_cursor = config.uplink.order == UplinkOrder::kLiveFirst ? st.newest_pos : 0;
-    return Status::Ok();
+    backlog_upto = ss.newest_pos;
+    live_cursor = config.uplink.order == UplinkOrder::kLiveFirst ? ss.newest_pos : 0;
+    LOG_INFO("uplink", "connected to %s; %lld result(s) waiting", config.uplink.broker.c_str(),
+             static_cast<long long>(ss.outbox_rows));
+    PumpUplink();
   }
 
   Status StartSource() {
@@ -502,6 +531,7 @@ struct Daemon::Impl {
     so.password = config.source.password;
     so.clock_ms = WallClockMs;
     source = std::make_unique<MqttSource>(so, [this](Message&& m) { OnArrival(std::move(m)); });
+    source_state = SourceState::kStopped;
     return source->Start();
   }
 
@@ -511,25 +541,30 @@ struct Daemon::Impl {
   // under durability journal the message must be in the journal first.
   void OnArrival(Message&& m) {
     if (journal) {
+      // A full store (on_full block, or a full disk) gets a few seconds to
+      // make room: meanwhile the loop stops the source. Paho runs every
+      // client's callbacks on one thread, so waiting here for long would
+      // also stall the uplink that is to make the room: past the deadline,
+      // exit without acknowledging; the broker keeps the message.
+      const int64_t give_up_ms = WallClockMs() + 5000;
       for (int attempt = 0;; ++attempt) {
         Status st = journal->Append(&m);
         if (st.ok()) break;
-        if (st.code() == StatusCode::kResourceExhausted || st.code() == StatusCode::kUnavailable) {
-          // Full disk or busy database: hold the broker back until there is
-          // room (DESIGN 6.3 on_full block); nothing is acknowledged meanwhile.
+        bool transient = st.code() == StatusCode::kResourceExhausted ||
+                         st.code() == StatusCode::kUnavailable;
+        if (transient && WallClockMs() < give_up_ms) {
           int64_t suppressed = 0;
           if (commit_error_log.Allow(WallClockMs(), &suppressed))
             LOG_ERROR("ingest", "journal append failed, holding ingest: %s",
                       st.ToString().c_str());
-          std::this_thread::sleep_for(std::chrono::milliseconds(std::min(1000, 10 << std::min(attempt, 6))));
+          std::this_thread::sleep_for(std::chrono::milliseconds(10 << std::min(attempt, 5)));
           continue;
         }
-        // Anything else (I/O error, corruption): stop before the PUBACK so the
-        // broker keeps the message for the next start.
-        LOG_ERROR("ingest", "journal append failed: %s; stopping without acknowledging",
+        LOG_ERROR("ingest", "journal append failed: %s; exiting without acknowledging the "
+                  "message (the gateway broker keeps it for the next start)",
                   st.ToString().c_str());
         std::fflush(stderr);
-        std::_Exit(70);
+        std::_Exit(75);
       }
     }
     queue->Push(std::move(m));
@@ -541,8 +576,28 @@ struct Daemon::Impl {
     return pending.outbox.size() >= kMaxPendingOutbox || store->stats().full;
   }
 
+  // on_full block: while the store is full the source is disconnected, so
+  // the gateway broker holds the readings in weir's persistent session
+  // (blocking Paho's callback instead would stall the uplink too: Paho runs
+  // all clients on shared threads).
+  void WatchStorageFull() {
+    bool full = store->stats().full;
+    if (full && source && !source_paused) {
+      source_paused = true;
+      LOG_WARN("ingest", "storage is full (storage.on_full block): holding ingest until results "
+               "are delivered; the gateway broker keeps the readings");
+      source->Stop();
+    } else if (!full && source_paused) {
+      source_paused = false;
+      LOG_INFO("ingest", "room in storage again: ingest resumes");
+      Status st = StartSource();
+      if (!st.ok()) LOG_ERROR("ingest", "%s", st.ToString().c_str());
+    }
+  }
+
   void OnIngestWake() {
     if (!processor) return;
+    WatchStorageFull();
     if (IngestPaused()) return;  // the commit completion wakes us again
     std::deque<Message> batch;
     queue->PopSome(&batch, kIngestSlice);
@@ -572,8 +627,26 @@ struct Daemon::Impl {
     }
   }
 
+  // Logs connection changes of the source (the readiness line tests wait for).
+  void WatchSource() {
+    if (!source) return;
+    MqttSourceStats st = source->stats();
+    if (st.state == source_state) return;
+    source_state = st.state;
+    if (st.state == SourceState::kConnected) {
+      LOG_INFO("ingest", "subscribed to %s as %s (MQTT %d, session %s)",
+               config.source.broker.c_str(), config.source.client_id.c_str(), st.mqtt_version,
+               st.session_present ? "resumed" : "new");
+    } else if (st.state == SourceState::kDisconnected) {
+      LOG_WARN("ingest", "lost the gateway broker %s; reconnecting", config.source.broker.c_str());
+    }
+  }
+
   void OnTick() {
     if (!processor) return;
+    WatchSource();
+    WatchUplink();
+    WatchStorageFull();
     int64_t now = WallClockMs();
     collector.Reset(&pending, now);
     processor->AdvanceTo(now, &collector);
@@ -594,6 +667,7 @@ struct Daemon::Impl {
     if (journal && last_journal_seq > 0) pending.checkpoint_seq = last_journal_seq;
     if (pending.empty() && !force) return;
     commit_inflight = true;
+    inflight_seal = pending.seal_loss_upto;
     CommitBatch batch = std::move(pending);
     pending = CommitBatch();
     store->Commit(std::move(batch), [this](CommitResult&& r) {
@@ -614,6 +688,11 @@ struct Daemon::Impl {
     for (CommitResult& r : results) {
       commit_inflight = false;
       if (r.status.ok()) {
+        if (inflight_seal > 0) {
+          loss_sealed = std::max(loss_sealed, inflight_seal);
+          if (seal_requested <= loss_sealed) seal_requested = 0;
+          inflight_seal = 0;
+        }
         if (r.dropped > 0)
           LOG_WARN("storage", "storage.max_bytes reached: dropped %lld oldest undelivered "
                    "results (a loss record tells the receiver)", static_cast<long long>(r.dropped));
@@ -622,6 +701,7 @@ struct Daemon::Impl {
       int64_t suppressed = 0;
       if (commit_error_log.Allow(WallClockMs(), &suppressed))
         LOG_ERROR("storage", "commit failed, will retry: %s", r.status.ToString().c_str());
+      inflight_seal = 0;  // the seal is in the batch that is retried
       // Nothing of the batch was written: put it back in front and retry.
       CommitBatch retry = std::move(r.batch);
       AppendBatch(&retry, std::move(pending));
@@ -632,12 +712,18 @@ struct Daemon::Impl {
 
   void OnCommitWake() {
     HandleCommitResults();
+    WatchStorageFull();
     PumpUplink();
     if (!stopping && queue && queue->size() > 0) ingest_wake->Send();
   }
 
   std::string TopicFor(const OutboxRow& row) const {
-    std::string t = ReplaceAll(uplink_topic_template, "{pipeline}", row.pipeline);
+    // A loss record belongs to no single pipeline: it goes on the first
+    // pipeline's topic (with one pipeline, or a template without {pipeline},
+    // that is simply the uplink topic).
+    const std::string& pipeline =
+        row.pipeline.empty() && !config.pipelines.empty() ? config.pipelines[0].name : row.pipeline;
+    std::string t = ReplaceAll(uplink_topic_template, "{pipeline}", pipeline);
     if (row.kind == OutboxKind::kLateSide) t += "/late";
     return t;
   }
@@ -649,58 +735,75 @@ struct Daemon::Impl {
   // Hands committed rows to the uplink: new rows first, then the backlog
   // that was pending at start, keeping at most UplinkWindow() rows in memory.
   void PumpUplink() {
-    if (!uplink || !reader) return;
+    if (!uplink || !uplink_connected || !reader || seal_requested > 0) return;
     std::vector<weir::OutboxRow> rows;
     while (uplink->pending_rows() < UplinkWindow()) {
       int room = static_cast<int>(std::min<size_t>(500, UplinkWindow() - uplink->pending_rows()));
       rows.clear();
+      int64_t* cursor = &live_cursor;
+      int64_t upto = INT64_MAX;
       bool backlog = false;
       if (config.uplink.order == UplinkOrder::kInOrder) {
-        Status st = reader->ReadOutbox(live_cursor, INT64_MAX, room, &rows);
-        if (!st.ok()) {
-          LOG_ERROR("uplink", "reading the outbox: %s", st.ToString().c_str());
-          return;
-        }
-        if (rows.empty()) return;
-        live_cursor = rows.back().pos;
-        backlog = rows.back().pos <= backlog_upto;
+        backlog = live_cursor < backlog_upto;
       } else {
         Status st = reader->ReadOutbox(live_cursor, INT64_MAX, room, &rows);
         if (!st.ok()) {
           LOG_ERROR("uplink", "reading the outbox: %s", st.ToString().c_str());
           return;
         }
-        if (!rows.empty()) {
-          live_cursor = rows.back().pos;
-        } else if (backlog_after < backlog_upto) {
-          st = reader->ReadOutbox(backlog_after, backlog_upto, room, &rows);
-          if (!st.ok()) {
-            LOG_ERROR("uplink", "reading the outbox: %s", st.ToString().c_str());
-            return;
-          }
-          if (rows.empty()) {
-            backlog_after = backlog_upto;
-            return;
-          }
-          backlog_after = rows.back().pos;
+        if (rows.empty()) {
+          if (backlog_after >= backlog_upto) return;
+          cursor = &backlog_after;
+          upto = backlog_upto;
           backlog = true;
-        } else {
+        }
+      }
+      if (rows.empty()) {
+        Status st = reader->ReadOutbox(*cursor, upto, room, &rows);
+        if (!st.ok()) {
+          LOG_ERROR("uplink", "reading the outbox: %s", st.ToString().c_str());
+          return;
+        }
+        if (rows.empty()) {
+          if (cursor == &backlog_after) backlog_after = backlog_upto;
           return;
         }
       }
-      std::vector<UplinkRow> out;
-      out.reserve(rows.size());
-      for (auto& r : rows) {
-        handed_rev[r.pos] = r.rev;
-        UplinkRow u;
-        u.position = r.pos;
-        u.topic = TopicFor(r);
-        u.id = r.id;
-        u.payload = std::move(r.payload);
-        out.push_back(std::move(u));
-      }
-      uplink->Enqueue(std::move(out), backlog);
+      if (!HandOver(&rows, backlog, cursor)) return;
     }
+  }
+
+  // Hands `rows` over up to the first loss record that may still grow: that
+  // one is sealed first (a commit), then read again (DESIGN 6.3: one record
+  // per contiguous dropped range, and the receiver gets its final version).
+  // Returns false when it stopped for a seal.
+  bool HandOver(std::vector<weir::OutboxRow>* rows, bool backlog, int64_t* cursor) {
+    size_t cut = rows->size();
+    for (size_t i = 0; i < rows->size(); ++i) {
+      if ((*rows)[i].kind == OutboxKind::kLoss && (*rows)[i].pos > loss_sealed) {
+        cut = i;
+        break;
+      }
+    }
+    std::vector<UplinkRow> out;
+    out.reserve(cut);
+    for (size_t i = 0; i < cut; ++i) {
+      weir::OutboxRow& r = (*rows)[i];
+      handed_rev[r.pos] = r.rev;
+      UplinkRow u;
+      u.position = r.pos;
+      u.topic = TopicFor(r);
+      u.id = r.id;
+      u.payload = std::move(r.payload);
+      out.push_back(std::move(u));
+      *cursor = r.pos;
+    }
+    if (!out.empty()) uplink->Enqueue(std::move(out), backlog);
+    if (cut == rows->size()) return true;
+    seal_requested = (*rows)[cut].pos;
+    pending.seal_loss_upto = seal_requested;
+    SubmitCommit(/*force=*/true);
+    return false;
   }
 
   void OnAckWake() {

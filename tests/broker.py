@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Starts and stops a private Mosquitto for tests and scripts/demo.
 
-  broker.py start --dir DIR [--port PORT] [--persistence]
+  broker.py start --dir DIR [--port PORT] [--persistence] [--tls CA CERT KEY]
                                             prints "PORT PID", broker keeps running
   broker.py stop PID [--kill]               SIGTERM (or SIGKILL) and wait until gone
 
 The broker listens on 127.0.0.1 only, keeps nothing on disk (persistence
 false, unless --persistence: then sessions and queued messages are saved in
-DIR when the broker is stopped with SIGTERM) and queues up to a million messages per client, because Mosquitto's
+DIR when the broker is stopped with SIGTERM; --tls: the listener speaks TLS
+with that server certificate and requires client certificates signed by CA) and queues up to a million messages per client, because Mosquitto's
 default of 1000 silently drops readings for a slow or absent persistent session.
 Readiness is a successful TCP connect, waited for with a deadline.
 """
@@ -45,23 +46,31 @@ def alive(pid):
         return False
 
 
-def start(directory, port, persistence):
+def start(directory, port, persistence, tls):
     os.makedirs(directory, exist_ok=True)
     fixed = port is not None
     for _ in range(5):
         p = port if fixed else free_port()
         conf = os.path.join(directory, "mosquitto.conf")
+        lines = [
+            f"listener {p} 127.0.0.1",
+            "allow_anonymous true",
+            # Started as root, mosquitto would switch to user "mosquitto" and
+            # could not write its log into our directory.
+            f"user {pwd.getpwuid(os.getuid()).pw_name}",
+            "max_queued_messages 1000000",
+            "max_queued_bytes 0",
+            f"log_dest file {os.path.join(directory, 'mosquitto.log')}",
+        ]
+        if persistence:
+            lines += ["persistence true", f"persistence_location {directory}/"]
+        else:
+            lines += ["persistence false"]
+        if tls:
+            lines += [f"cafile {tls[0]}", f"certfile {tls[1]}", f"keyfile {tls[2]}",
+                      "require_certificate true"]
         with open(conf, "w") as f:
-            f.write(f"listener {p} 127.0.0.1\n"
-                    "allow_anonymous true\n"
-                    # Started as root, mosquitto would switch to user "mosquitto"
-                    # and could not write its log into our directory.
-                    f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
-                    + (f"persistence true\npersistence_location {directory}/\n"
-                       if persistence else "persistence false\n") +
-                    "max_queued_messages 1000000\n"
-                    "max_queued_bytes 0\n"
-                    f"log_dest file {os.path.join(directory, 'mosquitto.log')}\n")
+            f.write("\n".join(lines) + "\n")
         proc = subprocess.Popen(["mosquitto", "-c", conf], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
@@ -100,12 +109,13 @@ def main():
     s.add_argument("--dir", required=True)
     s.add_argument("--port", type=int)
     s.add_argument("--persistence", action="store_true")
+    s.add_argument("--tls", nargs=3, metavar=("CA", "CERT", "KEY"))
     t = sub.add_parser("stop")
     t.add_argument("pid", type=int)
     t.add_argument("--kill", action="store_true")
     a = ap.parse_args()
     if a.cmd == "start":
-        return start(a.dir, a.port, a.persistence)
+        return start(a.dir, a.port, a.persistence, a.tls)
     return stop(a.pid, a.kill)
 
 

@@ -3,6 +3,7 @@
 // threads only report PUBACKs, refusals and lost connections back under `mu`.
 #include "uplink/mqtt_uplink.h"
 
+#include <mqtt/async_client.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,8 +19,6 @@
 #include <mutex>
 #include <thread>
 
-#include <mqtt/async_client.h>
-
 #include "core/backoff.h"
 #include "core/log.h"
 
@@ -27,10 +26,14 @@ namespace weir {
 
 const char* UplinkStateName(UplinkState state) {
   switch (state) {
-    case UplinkState::kStopped: return "stopped";
-    case UplinkState::kConnecting: return "connecting";
-    case UplinkState::kConnected: return "connected";
-    case UplinkState::kDisconnected: return "disconnected";
+    case UplinkState::kStopped:
+      return "stopped";
+    case UplinkState::kConnecting:
+      return "connecting";
+    case UplinkState::kConnected:
+      return "connected";
+    case UplinkState::kDisconnected:
+      return "disconnected";
   }
   return "unknown";
 }
@@ -43,12 +46,8 @@ constexpr auto kConnectTimeout = std::chrono::seconds(10);
 // this long before sending it again, so a persistent refusal does not spin.
 constexpr auto kRefusalRetry = std::chrono::seconds(1);
 
-// Through core/log.h: one line with time, level and component (DESIGN 7).
-void LogLine(const std::string& line) {
-  if (line.rfind("connected", 0) == 0)
-    LOG_INFO("uplink", "%s", line.c_str());
-  else
-    LOG_WARN("uplink", "%s", line.c_str());
+void LogLine(LogLevel level, const std::string& line) {
+  WEIR_LOG(level, "uplink", "%s", line.c_str());
 }
 
 bool IsTls(const std::string& uri) {
@@ -95,7 +94,7 @@ struct MqttUplink::Impl : public mqtt::iaction_listener {
   std::map<uint64_t, Batch> inflight;  // by batch number, which is the publish context
   uint64_t next_batch = 1;
   int reporting = 0;  // Delivered callbacks running: WaitIdle waits for them too
-  int window = 1;  // messages in flight: min(max_inflight, broker's receive maximum)
+  int window = 1;     // messages in flight: min(max_inflight, broker's receive maximum)
   double rate_per_s = 0;
   double tokens = 0;
   Clock::time_point refilled_at = Clock::now();
@@ -151,13 +150,15 @@ Status MqttUplink::CheckTlsFiles(const UplinkTlsOptions& tls) {
   if (!tls.key.empty()) {
     struct stat st;
     if (stat(tls.key.c_str(), &st) != 0) {
-      return InvalidArgument("uplink.tls.key: cannot stat " + tls.key + ": " + std::strerror(errno));
+      return InvalidArgument("uplink.tls.key: cannot stat " + tls.key + ": " +
+                             std::strerror(errno));
     }
     if (st.st_mode & (S_IRGRP | S_IROTH)) {
       char mode[8];
       std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-      return FailedPrecondition("uplink.tls.key " + tls.key + " is readable by group or others (mode " +
-                                mode + "); restrict it with: chmod 600 " + tls.key);
+      return FailedPrecondition("uplink.tls.key " + tls.key +
+                                " is readable by group or others (mode " + mode +
+                                "); restrict it with: chmod 600 " + tls.key);
     }
   }
   return Status::Ok();
@@ -257,7 +258,8 @@ void MqttUplink::Impl::RequeueLocked(Batch&& b) {
 }
 
 void MqttUplink::Impl::RequeueAllLocked() {
-  for (auto it = inflight.rbegin(); it != inflight.rend(); ++it) RequeueLocked(std::move(it->second));
+  for (auto it = inflight.rbegin(); it != inflight.rend(); ++it)
+    RequeueLocked(std::move(it->second));
   inflight.clear();
 }
 
@@ -363,9 +365,10 @@ void MqttUplink::Impl::on_failure(const mqtt::token& tok) {
       // The broker refused this one message (MQTT 5 reason code): send it
       // again a little later rather than drop it. Other failures are a lost
       // connection: the rows simply go out again after the reconnect.
-      LogLine("broker refused a message on " + it->second.rows[0].topic + " (code " +
-              std::to_string(tok.get_return_code()) + ", reason " +
-              std::to_string(static_cast<int>(tok.get_reason_code())) + "); will resend");
+      LogLine(LogLevel::kWarn, "broker refused a message on " + it->second.rows[0].topic +
+                                   " (code " + std::to_string(tok.get_return_code()) + ", reason " +
+                                   std::to_string(static_cast<int>(tok.get_reason_code())) +
+                                   "); will resend");
       retry_after = Clock::now() + kRefusalRetry;
     }
     RequeueLocked(std::move(it->second));
@@ -396,7 +399,8 @@ bool MqttUplink::Impl::Connect() {
           stats.state = UplinkState::kDisconnected;
           RequeueAllLocked();
         }
-        LogLine("connection to " + options.broker + " lost" + (cause.empty() ? "" : ": " + cause));
+        LogLine(LogLevel::kWarn,
+                "connection to " + options.broker + " lost" + (cause.empty() ? "" : ": " + cause));
         cv.notify_all();
       });
     }
@@ -421,7 +425,8 @@ bool MqttUplink::Impl::Connect() {
       if (!options.tls.key.empty()) ssl.set_private_key(options.tls.key);
       ssl.set_enable_server_cert_auth(true);
       ssl.set_verify(true);
-      ssl.set_error_handler([](const std::string& err) { LogLine("TLS: " + err); });
+      ssl.set_error_handler(
+          [](const std::string& err) { LogLine(LogLevel::kWarn, "TLS: " + err); });
       opts.set_ssl(std::move(ssl));
     }
     mqtt::token_ptr tok = client->connect(opts);
@@ -439,8 +444,8 @@ bool MqttUplink::Impl::Connect() {
     return true;
   } catch (const mqtt::exception& e) {
     // The broker URI and client id only: never credentials or key material.
-    LogLine("cannot connect to " + options.broker + " as " + options.client_id + " (MQTT " +
-            (version_try == 5 ? "5" : "3.1.1") + "): " + e.what());
+    LogLine(LogLevel::kWarn, "cannot connect to " + options.broker + " as " + options.client_id +
+                                 " (MQTT " + (version_try == 5 ? "5" : "3.1.1") + "): " + e.what());
     return false;
   }
 }
@@ -472,8 +477,9 @@ void MqttUplink::Impl::Run() {
         backoff.Reset();
         // Rows of messages published on the old connection were put back
         // by the lost-connection handler and go out again now, in order.
-        LogLine("connected to " + options.broker + " (MQTT " + (version_try == 5 ? "5" : "3.1.1") +
-                "), " + std::to_string(live.size() + backlog.size()) + " rows to send");
+        LogLine(LogLevel::kInfo,
+                "connected to " + options.broker + " (MQTT " + (version_try == 5 ? "5" : "3.1.1") +
+                    "), " + std::to_string(live.size() + backlog.size()) + " rows to send");
         cv.notify_all();
         continue;
       }
@@ -497,7 +503,7 @@ void MqttUplink::Impl::Run() {
         client->publish(msg, reinterpret_cast<void*>(static_cast<uintptr_t>(no)), *this);
         lock.lock();
       } catch (const mqtt::exception& e) {
-        LogLine(std::string("publish failed: ") + e.what() + "; reconnecting");
+        LogLine(LogLevel::kWarn, std::string("publish failed: ") + e.what() + "; reconnecting");
         lock.lock();
         // Whatever state Paho is in, start over: put every row back and
         // reconnect (the lost-connection handler may have done it already).
@@ -534,7 +540,7 @@ void MqttUplink::Impl::Run() {
     try {
       if (client->is_connected()) client->disconnect(1000)->wait_for(std::chrono::seconds(2));
     } catch (const mqtt::exception& e) {
-      LogLine(std::string("disconnect: ") + e.what());
+      LogLine(LogLevel::kWarn, std::string("disconnect: ") + e.what());
     }
     client.reset();
   }

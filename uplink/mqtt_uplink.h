@@ -8,8 +8,8 @@
 // delivered rows. Nothing lives in Paho's own persistence (clean session,
 // in-memory): after a lost connection every unacknowledged row is sent again
 // from our memory, in order, once the connection is back. A receiver may thus
-// see a message twice, always byte-identical; result ids and revs make that
-// harmless (DESIGN 12).
+// see a row twice, always byte-identical (though possibly packed into a
+// different array); result ids and revs make that harmless (DESIGN 12).
 //
 // Reconnects use our own exponential backoff with jitter (1 s to 60 s by
 // default), not Paho's fixed retry. With MQTT 5 each message carries the user
@@ -63,13 +63,13 @@ const char* UplinkStateName(UplinkState state);
 struct MqttUplinkStats {
   UplinkState state = UplinkState::kStopped;
   int mqtt_version = 0;
-  uint64_t rows_queued = 0;        // handed over, not yet published
-  uint64_t rows_inflight = 0;      // published, awaiting PUBACK
+  uint64_t rows_queued = 0;    // handed over, not yet published
+  uint64_t rows_inflight = 0;  // published, awaiting PUBACK
   uint64_t messages_inflight = 0;
   uint64_t rows_delivered = 0;
   uint64_t messages_published = 0;  // resends included
   uint64_t messages_acked = 0;
-  uint64_t rows_resent = 0;         // rows put back after a lost connection or a refusal
+  uint64_t rows_resent = 0;  // rows put back after a lost connection or a refusal
   uint64_t connects = 0;
   uint64_t connection_losses = 0;
   uint64_t connect_failures = 0;

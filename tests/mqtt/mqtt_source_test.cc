@@ -3,15 +3,14 @@
 // through a tiny BoundedQueue losing nothing.
 #include "ingest/mqtt_source.h"
 
+#include <gtest/gtest.h>
+#include <mqtt/async_client.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <mutex>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <mqtt/async_client.h>
 
 #include "ingest/bounded_queue.h"
 #include "tests/mqtt/test_broker.h"
@@ -23,7 +22,8 @@ using testing::TestBroker;
 using testing::WaitFor;
 
 // Publishes QoS 1 messages and waits for every PUBACK.
-void PublishAll(const std::string& uri, const std::vector<std::pair<std::string, std::string>>& msgs) {
+void PublishAll(const std::string& uri,
+                const std::vector<std::pair<std::string, std::string>>& msgs) {
   // Paho C refuses more than maxBufferedMessages (default 100) queued
   // publishes; this publisher queues them all at once.
   mqtt::create_options create(MQTTVERSION_3_1_1, 100000);
@@ -64,7 +64,12 @@ TEST(MqttSourceTest, DeliversMessagesWithTopicPayloadAndInjectedArrivalTime) {
   PublishAll(broker.uri(), {{"sensors/d1/telemetry", "{\"ts\":1}"},
                             {"other/d1/telemetry", "not subscribed"},
                             {"sensors/d2/telemetry", "{\"ts\":2}"}});
-  ASSERT_TRUE(WaitFor([&] { std::lock_guard<std::mutex> l(mu); return got.size() >= 2; }, 10000));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::lock_guard<std::mutex> l(mu);
+        return got.size() >= 2;
+      },
+      10000));
   std::lock_guard<std::mutex> lock(mu);
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got[0].topic, "sensors/d1/telemetry");
@@ -123,7 +128,12 @@ TEST(MqttSourceTest, HandlerRunsBeforePubackSoAKilledSubscriberGetsTheMessageAga
     again.push_back(m.payload);
   });
   ASSERT_TRUE(source.Start().ok());
-  ASSERT_TRUE(WaitFor([&] { std::lock_guard<std::mutex> l(mu); return !again.empty() && again.back() == "second"; }, 10000));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::lock_guard<std::mutex> l(mu);
+        return !again.empty() && again.back() == "second";
+      },
+      10000));
 }
 
 // A queue of two messages and a slow consumer: the Paho callback waits, the
@@ -163,6 +173,35 @@ TEST(MqttSourceTest, BackpressureThroughATinyQueueLosesNothing) {
   EXPECT_EQ(wakes.load(), kCount);
   source.Stop();
   EXPECT_EQ(source.stats().messages, static_cast<uint64_t>(kCount));
+}
+
+// A broker that restarts with no memory (persistence off) has forgotten the
+// subscription: the source reconnects on its own and subscribes again.
+TEST(MqttSourceTest, ReconnectsAndResubscribesAfterABrokerRestart) {
+  TestBroker broker;
+  ASSERT_TRUE(broker.Start());
+  std::mutex mu;
+  std::vector<std::string> got;
+  MqttSource source(Options(broker, "src-restart"), [&](Message&& m) {
+    std::lock_guard<std::mutex> lock(mu);
+    got.push_back(m.payload);
+  });
+  ASSERT_TRUE(source.Start().ok());
+  ASSERT_TRUE(source.WaitConnected(10000));
+  broker.Stop();
+  ASSERT_TRUE(WaitFor([&] { return source.stats().state != SourceState::kConnected; }, 10000));
+  ASSERT_TRUE(broker.Start());
+  ASSERT_TRUE(WaitFor([&] { return source.stats().connects == 2; }, 20000));
+  EXPECT_FALSE(source.stats().session_present);  // the broker forgot it
+  PublishAll(broker.uri(), {{"sensors/d9/telemetry", "after restart"}});
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::lock_guard<std::mutex> l(mu);
+        return got.size() == 1;
+      },
+      10000));
+  EXPECT_EQ(got[0], "after restart");
+  EXPECT_EQ(source.stats().connection_losses, 1u);
 }
 
 }  // namespace

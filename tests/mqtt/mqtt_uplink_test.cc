@@ -3,14 +3,16 @@
 // lost across a broker that dies with messages in flight.
 #include "uplink/mqtt_uplink.h"
 
+#include <gtest/gtest.h>
+#include <mqtt/async_client.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
-
-#include <gtest/gtest.h>
-#include <mqtt/async_client.h>
 
 #include "tests/mqtt/test_broker.h"
 
@@ -132,9 +134,11 @@ TEST(MqttUplinkTest, SendsABatchAsOneArrayWithWeirIdsAndReportsItsPositions) {
   ASSERT_TRUE(WaitFor([&] { return sub.count() == 2; }, 10000));
   auto got = sub.got();
   EXPECT_EQ(got[0].topic, "weir/gw-01/climate");
-  EXPECT_EQ(got[0].payload, "[" + Row(1).payload + "," + Row(2).payload + "," + Row(3).payload + "]");
-  EXPECT_EQ(got[0].weir_ids,
-            R"(["gw-01/climate/d1/1700000040000","gw-01/climate/d2/1700000040000","gw-01/climate/d3/1700000040000"])");
+  EXPECT_EQ(got[0].payload,
+            "[" + Row(1).payload + "," + Row(2).payload + "," + Row(3).payload + "]");
+  EXPECT_EQ(
+      got[0].weir_ids,
+      R"(["gw-01/climate/d1/1700000040000","gw-01/climate/d2/1700000040000","gw-01/climate/d3/1700000040000"])");
   EXPECT_EQ(got[1].topic, "weir/gw-01/other");
   EXPECT_EQ(got[1].payload, "[" + Row(4).payload + "]");
   auto calls = delivered.calls();
@@ -210,7 +214,8 @@ TEST(MqttUplinkTest, ReportsOnlyAfterPubackAndResendsAfterBrokerRestart) {
   auto got = sub.got();
   for (int b = 0; b < 4; ++b) {
     std::string want = "[";
-    for (int i = b * 5 + 1; i <= b * 5 + 5; ++i) want += (i > b * 5 + 1 ? "," : "") + Row(i).payload;
+    for (int i = b * 5 + 1; i <= b * 5 + 5; ++i)
+      want += (i > b * 5 + 1 ? "," : "") + Row(i).payload;
     EXPECT_EQ(got[b].payload, want + "]");
   }
 }
@@ -288,6 +293,108 @@ TEST(MqttUplinkTest, RefusesAKeyFileReadableByOthers) {
   o.tls = tls;
   MqttUplink uplink(o, nullptr);
   EXPECT_EQ(uplink.Start().code(), StatusCode::kInvalidArgument);  // TLS files need ssl://
+}
+
+}  // namespace
+}  // namespace weir
+
+namespace weir {
+namespace {
+
+// live_first with max_rate: backlog rows drain at the rate, and a live row
+// handed over later overtakes them.
+TEST(MqttUplinkRateTest, BacklogDrainsAtMaxRateAndLiveRowsGoFirst) {
+  TestBroker broker;
+  ASSERT_TRUE(broker.Start());
+  std::mutex mu;
+  std::vector<int64_t> order;
+  MqttUplinkOptions o;
+  o.broker = broker.uri();
+  o.client_id = "weir-rate-uplink";
+  o.batch_max = 5;
+  o.max_rate_per_s = 50;  // rows per second, with bursts of up to one second's worth
+  MqttUplink uplink(o, [&](const std::vector<int64_t>& p) {
+    std::lock_guard<std::mutex> lock(mu);
+    order.insert(order.end(), p.begin(), p.end());
+  });
+  ASSERT_TRUE(uplink.Start().ok());
+  ASSERT_TRUE(uplink.WaitConnected(10000));
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<UplinkRow> backlog;
+  for (int i = 1; i <= 100; ++i) backlog.push_back(Row(i));
+  uplink.Enqueue(backlog, /*backlog=*/true);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::lock_guard<std::mutex> lock(mu);
+        return order.size() >= 5;
+      },
+      10000));
+  uplink.Enqueue({Row(1000)}, /*backlog=*/false);
+  ASSERT_TRUE(uplink.WaitIdle(20000));
+  double elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // 100 rows at 50/s: a full bucket sends 50 at once, the other 50 take
+  // at least 1 s (a little slack for timer granularity).
+  EXPECT_GE(elapsed_s, 0.95);
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_EQ(order.size(), 101u);
+  auto live_at = std::find(order.begin(), order.end(), 1000) - order.begin();
+  // At most the first burst (50 rows) and a few refills are ahead of it.
+  EXPECT_LT(live_at, 70) << "the live row waited behind the backlog";
+  std::vector<int64_t> backlog_order;
+  for (int64_t p : order) {
+    if (p != 1000) backlog_order.push_back(p);
+  }
+  EXPECT_TRUE(std::is_sorted(backlog_order.begin(), backlog_order.end()));
+}
+
+}  // namespace
+}  // namespace weir
+
+namespace weir {
+namespace {
+
+// Makes a CA, a server certificate for 127.0.0.1 and a client certificate
+// with openssl; returns false if openssl is missing or fails.
+bool MakeCertificates(const std::string& dir) {
+  std::ofstream(dir + "/san.ext") << "subjectAltName=IP:127.0.0.1\n";
+  std::string cmd =
+      "cd " + dir +
+      " && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1"
+      " -subj /CN=weir-test-ca"
+      " && openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr"
+      " -subj /CN=127.0.0.1"
+      " && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial"
+      " -out server.crt -days 1 -extfile san.ext"
+      " && openssl req -newkey rsa:2048 -nodes -keyout gw.key -out gw.csr -subj /CN=gw-01"
+      " && openssl x509 -req -in gw.csr -CA ca.crt -CAkey ca.key -CAcreateserial"
+      " -out gw.crt -days 1"
+      " && chmod 600 gw.key >/dev/null 2>&1";
+  return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0;
+}
+
+TEST(MqttUplinkTlsTest, DeliversOverTlsWithAClientCertificate) {
+  std::string certs = testing::MakeTempDir("weir-certs-");
+  ASSERT_TRUE(MakeCertificates(certs));
+  TestBroker broker;
+  broker.UseTls(certs + "/ca.crt", certs + "/server.crt", certs + "/server.key");
+  ASSERT_TRUE(broker.Start());
+  ASSERT_EQ(broker.uri().rfind("ssl://", 0), 0u);
+  Delivered delivered;
+  MqttUplinkOptions o;
+  o.broker = broker.uri();
+  o.client_id = "weir-tls-uplink";
+  o.tls = {certs + "/ca.crt", certs + "/gw.crt", certs + "/gw.key"};
+  MqttUplink uplink(o, delivered.fn());
+  ASSERT_TRUE(uplink.Start().ok());
+  uplink.Enqueue({Row(1), Row(2)});
+  ASSERT_TRUE(uplink.WaitIdle(20000));
+  EXPECT_EQ(delivered.positions(), (std::set<int64_t>{1, 2}));
+
+  // The same key made readable by others: refused before any connection.
+  chmod((certs + "/gw.key").c_str(), 0640);
+  MqttUplink refused(o, delivered.fn());
+  Status st = refused.Start();
+  EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition) << st.ToString();
 }
 
 }  // namespace

@@ -52,13 +52,20 @@ class TestBroker {
   // `persistence`: sessions and queued messages survive Stop()/Start().
   explicit TestBroker(bool persistence = false)
       : dir_(MakeTempDir("weir-broker-")), persistence_(persistence) {}
-  ~TestBroker() { Stop(); }
+  // A TLS listener: server certificate and key, and the CA that must have
+  // signed client certificates. Call before Start().
+  void UseTls(const std::string& ca, const std::string& cert, const std::string& key) {
+    tls_ = " --tls " + ca + " " + cert + " " + key;
+  }
+  // Teardown: without persistence there is nothing to save, so SIGKILL (a
+  // SIGTERMed mosquitto can take most of a second to leave its loop).
+  ~TestBroker() { End(/*kill=*/!persistence_); }
 
   // Starts on a free port (or the previous one after Stop/Kill).
   bool Start() {
     std::string cmd = std::string("python3 ") + WEIR_SOURCE_DIR + "/tests/broker.py start --dir " +
                       dir_ + (port_ ? " --port " + std::to_string(port_) : "") +
-                      (persistence_ ? " --persistence" : "");
+                      (persistence_ ? " --persistence" : "") + tls_;
     std::string out = RunCapture(cmd);
     if (std::sscanf(out.c_str(), "%d %d", &port_, &pid_) != 2) return false;
     return true;
@@ -79,7 +86,9 @@ class TestBroker {
   }
 
   int port() const { return port_; }
-  std::string uri() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+  std::string uri() const {
+    return (tls_.empty() ? "tcp://127.0.0.1:" : "ssl://127.0.0.1:") + std::to_string(port_);
+  }
   const std::string& dir() const { return dir_; }
 
  private:
@@ -94,6 +103,7 @@ class TestBroker {
 
   std::string dir_;
   bool persistence_ = false;
+  std::string tls_;
   int port_ = 0;
   int pid_ = 0;
 };

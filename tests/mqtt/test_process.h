@@ -60,7 +60,8 @@ class ChildProcess {
         [&] {
           std::string all = ReadFile(path);
           int n = 0;
-          for (size_t pos = all.find(text); pos != std::string::npos; pos = all.find(text, pos + 1)) ++n;
+          for (size_t pos = all.find(text); pos != std::string::npos; pos = all.find(text, pos + 1))
+            ++n;
           return n >= times;
         },
         timeout_ms);

@@ -1,10 +1,10 @@
 // weir-sim as a user runs it: against a real Mosquitto, repeatable for a
 // seed, with complete --record/--truth files whether it ends by duration or
 // by SIGTERM.
-#include <atomic>
-
 #include <gtest/gtest.h>
 #include <mqtt/async_client.h>
+
+#include <atomic>
 #include <nlohmann/json.hpp>
 
 #include "tests/mqtt/test_process.h"
@@ -43,10 +43,19 @@ class WeirSimTest : public ::testing::Test {
                    "h": {"model": "random_walk", "start": 50, "step": 1}}}]})";
   }
   std::vector<std::string> SimArgs(const std::string& tag, const std::vector<std::string>& extra) {
-    std::vector<std::string> a = {std::string(WEIR_BIN_DIR) + "/weir-sim", "--broker", broker_.uri(),
-                                  "--scenario", scenario_, "--seed", "5", "--start",
-                                  "1700000000000", "--record", dir_ + "/" + tag + ".record",
-                                  "--truth", dir_ + "/" + tag + ".truth"};
+    std::vector<std::string> a = {std::string(WEIR_BIN_DIR) + "/weir-sim",
+                                  "--broker",
+                                  broker_.uri(),
+                                  "--scenario",
+                                  scenario_,
+                                  "--seed",
+                                  "5",
+                                  "--start",
+                                  "1700000000000",
+                                  "--record",
+                                  dir_ + "/" + tag + ".record",
+                                  "--truth",
+                                  dir_ + "/" + tag + ".truth"};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }
@@ -100,7 +109,8 @@ TEST_F(WeirSimTest, RunsForTheDurationPublishesEveryReadingAndRepeatsForASeed) {
 TEST_F(WeirSimTest, SigtermLeavesCompleteFilesAndExitsZero) {
   ChildProcess sim;
   ASSERT_TRUE(sim.Start(SimArgs("t", {"--time-scale", "20"}), dir_ + "/t.out", dir_ + "/t.err"));
-  ASSERT_TRUE(WaitFor([&] { return Lines(ReadFile(dir_ + "/t.record"), false).size() >= 10; }, 20000));
+  ASSERT_TRUE(
+      WaitFor([&] { return Lines(ReadFile(dir_ + "/t.record"), false).size() >= 10; }, 20000));
   sim.Signal(SIGTERM);
   ASSERT_EQ(sim.Wait(20000), 0);
   auto record = Lines(ReadFile(dir_ + "/t.record"));

@@ -1,11 +1,10 @@
 // weir-sink as a user runs it: a real Mosquitto, the weir-sink binary, a real
 // SQLite file. Expected rows and counters are worked out from DESIGN 12.
+#include <gtest/gtest.h>
+#include <mqtt/async_client.h>
 #include <sqlite3.h>
 
 #include <optional>
-
-#include <gtest/gtest.h>
-#include <mqtt/async_client.h>
 
 #include "tests/mqtt/test_process.h"
 
@@ -20,8 +19,7 @@ using testing::WaitFor;
 class Publisher {
  public:
   explicit Publisher(const std::string& uri)
-      : create_(MQTTVERSION_3_1_1, 100000),
-        client_(uri, "sink-test-publisher", create_, nullptr) {
+      : create_(MQTTVERSION_3_1_1, 100000), client_(uri, "sink-test-publisher", create_, nullptr) {
     mqtt::connect_options opts;
     opts.set_clean_session(true);
     opts.set_max_inflight(1000);
@@ -73,7 +71,8 @@ int64_t CountRows(const std::string& db_path, const std::string& table) {
   sqlite3_busy_timeout(db, 2000);
   sqlite3_stmt* st = nullptr;
   int64_t n = -1;
-  if (sqlite3_prepare_v2(db, ("SELECT count(*) FROM " + table).c_str(), -1, &st, nullptr) == SQLITE_OK &&
+  if (sqlite3_prepare_v2(db, ("SELECT count(*) FROM " + table).c_str(), -1, &st, nullptr) ==
+          SQLITE_OK &&
       sqlite3_step(st) == SQLITE_ROW) {
     n = sqlite3_column_int64(st, 0);
   }
@@ -89,12 +88,24 @@ class WeirSinkTest : public ::testing::Test {
     dir_ = testing::MakeTempDir("weir-sink-it-");
     db_ = dir_ + "/results.db";
   }
-  void StartSink(ChildProcess* sink, const std::string& client_id) {
-    ASSERT_TRUE(sink->Start({std::string(WEIR_BIN_DIR) + "/weir-sink", "--broker", broker_.uri(),
-                             "--topic", "weir/#", "--db", db_, "--client-id", client_id,
-                             "--summary"},
-                            dir_ + "/out.txt", dir_ + "/err.txt"));
-    ASSERT_TRUE(sink->WaitForOutput("subscribed to weir/#", 10000, /*in_stderr=*/true));
+  void StartSink(ChildProcess* sink, const std::string& client_id, const std::string& share = "",
+                 const std::string& tag = "") {
+    std::vector<std::string> args = {std::string(WEIR_BIN_DIR) + "/weir-sink",
+                                     "--broker",
+                                     broker_.uri(),
+                                     "--topic",
+                                     "weir/#",
+                                     "--db",
+                                     db_,
+                                     "--client-id",
+                                     client_id,
+                                     "--summary"};
+    if (!share.empty()) {
+      args.push_back("--share");
+      args.push_back(share);
+    }
+    ASSERT_TRUE(sink->Start(args, dir_ + "/out" + tag + ".txt", dir_ + "/err" + tag + ".txt"));
+    ASSERT_TRUE(sink->WaitForOutput("subscribed to", 10000, /*in_stderr=*/true));
   }
 
   TestBroker broker_;
@@ -112,10 +123,15 @@ TEST_F(WeirSinkTest, UpsertsWithTheRevGuardAndCountsEveryCase) {
   // An identical repeat: a duplicate.
   pub.Publish("weir/gw/p", R"({"id":"gw/p/d1/0","rev":1,"count":2})");
   // A batch (JSON array): a result and its retraction at a higher rev.
-  pub.Publish("weir/gw/p", R"([{"id":"gw/p/d2/0","rev":0,"count":5},{"id":"gw/p/d2/0","rev":1,"retracted":true}])");
+  pub.Publish(
+      "weir/gw/p",
+      R"([{"id":"gw/p/d2/0","rev":0,"count":5},{"id":"gw/p/d2/0","rev":1,"retracted":true}])");
   // A loss record.
   pub.Publish("weir/gw/p", R"({"id":"gw/loss/3-7","lost":5,"from":0,"to":60000})");
   ASSERT_TRUE(sink.WaitForOutput("loss gw/loss/3-7", 10000));
+  sink.Signal(SIGUSR1);  // counters on demand, without stopping
+  EXPECT_TRUE(sink.WaitForOutput("messages=5 upserts=2 duplicates=1 stale=1 retractions=1 losses=1",
+                                 10000, /*in_stderr=*/true));
   sink.Signal(SIGTERM);
   ASSERT_EQ(sink.Wait(10000), 0);
 
@@ -132,8 +148,10 @@ TEST_F(WeirSinkTest, UpsertsWithTheRevGuardAndCountsEveryCase) {
   EXPECT_EQ(CountRows(db_, "weir_losses"), 1);
 
   std::string out = ReadFile(dir_ + "/out.txt");
-  EXPECT_NE(out.find(R"({"messages":5,"upserts":2,"duplicates":1,"stale":1,"retractions":1,"losses":1,"malformed":0})"),
-            std::string::npos)
+  EXPECT_NE(
+      out.find(
+          R"({"messages":5,"upserts":2,"duplicates":1,"stale":1,"retractions":1,"losses":1,"malformed":0})"),
+      std::string::npos)
       << out;
 }
 
@@ -158,6 +176,36 @@ TEST_F(WeirSinkTest, KilledSinkLosesNothingAfterRestart) {
       << CountRows(db_, "weir_results");
   sink.Signal(SIGTERM);
   EXPECT_EQ(sink.Wait(10000), 0);
+}
+
+// Two sinks in one shared-subscription group, writing one SQLite file: the
+// broker splits the messages between them and every result is stored once.
+TEST_F(WeirSinkTest, SharedSubscriptionSplitsTheLoadIntoOneDatabase) {
+  ChildProcess a, b;
+  StartSink(&a, "sink-share-a", "g1", "a");
+  StartSink(&b, "sink-share-b", "g1", "b");
+  constexpr int kCount = 200;
+  {
+    Publisher pub(broker_.uri());
+    for (int i = 0; i < kCount; ++i) {
+      pub.Publish("weir/gw/p", R"({"id":"s)" + std::to_string(i) + R"(","rev":0})");
+    }
+  }
+  ASSERT_TRUE(WaitFor([&] { return CountRows(db_, "weir_results") == kCount; }, 20000))
+      << CountRows(db_, "weir_results");
+  a.Signal(SIGTERM);
+  b.Signal(SIGTERM);
+  ASSERT_EQ(a.Wait(10000), 0);
+  ASSERT_EQ(b.Wait(10000), 0);
+  auto messages = [&](const std::string& tag) {
+    std::string out = ReadFile(dir_ + "/out" + tag + ".txt");
+    size_t at = out.find(R"({"messages":)");
+    return at == std::string::npos ? -1 : std::stoi(out.substr(at + 12));
+  };
+  int ma = messages("a"), mb = messages("b");
+  EXPECT_EQ(ma + mb, kCount);
+  EXPECT_GT(ma, 0);  // both took part
+  EXPECT_GT(mb, 0);
 }
 
 }  // namespace

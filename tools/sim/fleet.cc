@@ -1,7 +1,6 @@
 #include "tools/sim/fleet.h"
 
 #include <cmath>
-
 #include <nlohmann/json.hpp>
 
 namespace weir::sim {
@@ -40,6 +39,10 @@ Fleet::Fleet(const Scenario& scenario, uint64_t seed, int64_t start_ms) {
       d.rng.seed(DeviceSeed(seed, devices_.size()));
       // Devices do not all report at the same instant.
       d.next_ts = start_ms + std::uniform_int_distribution<int64_t>(0, g.period_ms - 1)(d.rng);
+      if (g.clock_skew_ms > 0) {
+        d.skew_ms =
+            std::uniform_int_distribution<int64_t>(-g.clock_skew_ms, g.clock_skew_ms)(d.rng);
+      }
       for (const FieldModel& f : g.fields) {
         d.walk.push_back(f.start);
         d.phase_ms.push_back(std::uniform_real_distribution<double>(0, f.period_ms)(d.rng));
@@ -56,7 +59,8 @@ SimReading Fleet::Next() {
   SimDevice& d = devices_[index];
   SimReading r;
   r.device = index;
-  r.ts = ts;
+  r.time = ts;
+  r.ts = ts + d.skew_ms;
   r.seq = ++d.seq;
   const auto& fields = d.group->fields;
   r.values.reserve(fields.size());
@@ -79,9 +83,13 @@ SimReading Fleet::Next() {
         v = d.walk[i];
         break;
       }
-      case ValueModel::kConstant: break;
+      case ValueModel::kConstant:
+        break;
     }
     r.values.push_back(Round(v, f.decimals));
+  }
+  if (d.group->duplicates > 0) {
+    r.duplicate = std::uniform_real_distribution<double>(0, 1)(d.rng) < d.group->duplicates;
   }
   d.next_ts = ts + d.group->period_ms;
   queue_.push({d.next_ts, index});
@@ -93,7 +101,7 @@ std::string Fleet::Payload(const SimReading& r, int64_t sent_at) const {
   nlohmann::ordered_json j;
   j["ts"] = r.ts;
   if (d.group->seq) j["seq"] = r.seq;
-  if (d.group->sent_at) j["sent_at"] = sent_at;
+  if (d.group->sent_at) j["sent_at"] = sent_at + d.skew_ms;
   for (size_t i = 0; i < r.values.size(); ++i) j[d.group->fields[i].name] = r.values[i];
   return j.dump();
 }

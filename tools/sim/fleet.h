@@ -15,9 +15,11 @@
 namespace weir::sim {
 
 struct SimReading {
-  size_t device = 0;  // index into Fleet::devices()
-  int64_t ts = 0;     // event time (device clock), ms
-  int64_t seq = 0;    // per device, from 1
+  size_t device = 0;           // index into Fleet::devices()
+  int64_t time = 0;            // true (simulated) time of the reading, ms
+  int64_t ts = 0;              // event time by the device's clock (time + skew), ms
+  bool duplicate = false;      // publish it twice
+  int64_t seq = 0;             // per device, from 1
   std::vector<double> values;  // in the group's field order
 };
 
@@ -26,10 +28,11 @@ struct SimDevice {
   std::string topic;
   const DeviceGroup* group = nullptr;
   std::mt19937_64 rng;
-  int64_t next_ts = 0;
+  int64_t next_ts = 0;  // true time of the next reading
+  int64_t skew_ms = 0;  // device clock minus true time
   int64_t seq = 0;
-  std::vector<double> walk;       // random-walk state per field
-  std::vector<double> phase_ms;   // sine phase per field
+  std::vector<double> walk;      // random-walk state per field
+  std::vector<double> phase_ms;  // sine phase per field
 };
 
 class Fleet {
@@ -42,7 +45,8 @@ class Fleet {
   // Makes the next reading (ties in time go in device order).
   SimReading Next();
 
-  // The payload a device publishes: {"ts", "seq", "sent_at", fields...}.
+  // The payload a device publishes: {"ts", "seq", "sent_at", fields...};
+  // `sent_at` is true time (the device adds its skew).
   std::string Payload(const SimReading& r, int64_t sent_at) const;
   // One --truth line: {"device", "topic", "ts", "seq", "values": {...}}.
   std::string TruthLine(const SimReading& r) const;

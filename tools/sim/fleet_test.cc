@@ -3,6 +3,7 @@
 #include "tools/sim/fleet.h"
 
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 namespace weir::sim {
@@ -82,6 +83,35 @@ TEST(FleetTest, ScenarioErrorsNameTheKey) {
   EXPECT_EQ(ParseDuration("90s"), 90000);
   EXPECT_EQ(ParseDuration("2h"), 7200000);
   EXPECT_FALSE(ParseDuration("2 h"));
+}
+
+}  // namespace
+}  // namespace weir::sim
+
+namespace weir::sim {
+namespace {
+
+TEST(FleetTest, ClockSkewShiftsTsAndSentAtAndDuplicatesAreMarked) {
+  auto s = ParseScenario(R"({"groups": [{"count": 20, "id": "d{n}", "period": "1s",
+      "clock_skew": "5s", "duplicates": 0.5, "fields": {"v": {"model": "constant", "value": 1}}}]})");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  Fleet f(*s, 3, 1700000000000);
+  int duplicates = 0;
+  bool some_skew = false;
+  for (int i = 0; i < 400; ++i) {
+    SimReading r = f.Next();
+    int64_t skew = f.devices()[r.device].skew_ms;
+    EXPECT_EQ(r.ts - r.time, skew);
+    EXPECT_LE(std::abs(skew), 5000);
+    if (skew != 0) some_skew = true;
+    auto j = nlohmann::json::parse(f.Payload(r, r.time));
+    EXPECT_EQ(j["ts"].get<int64_t>(), r.ts);
+    EXPECT_EQ(j["sent_at"].get<int64_t>(), r.time + skew);
+    duplicates += r.duplicate;
+  }
+  EXPECT_TRUE(some_skew);
+  EXPECT_GT(duplicates, 120);  // about half of 400
+  EXPECT_LT(duplicates, 280);
 }
 
 }  // namespace

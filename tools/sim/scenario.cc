@@ -2,10 +2,9 @@
 
 #include <cstdint>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 namespace weir::sim {
 namespace {
@@ -23,8 +22,12 @@ std::optional<int64_t> ParseDuration(const std::string& text) {
   }
   if (i == 0) return std::nullopt;
   std::string unit = text.substr(i);
-  int64_t scale = unit == "ms" ? 1 : unit == "s" ? 1000 : unit == "m" ? 60000
-                : unit == "h" ? 3600000 : unit == "d" ? 86400000 : 0;
+  int64_t scale = unit == "ms"  ? 1
+                  : unit == "s" ? 1000
+                  : unit == "m" ? 60000
+                  : unit == "h" ? 3600000
+                  : unit == "d" ? 86400000
+                                : 0;
   if (scale == 0 || n > INT64_MAX / scale) return std::nullopt;
   return n * scale;
 }
@@ -61,7 +64,8 @@ Status ParseField(const std::string& name, const Json& j, const std::string& whe
   } else if (model == "constant") {
     f->model = ValueModel::kConstant;
   } else {
-    return InvalidArgument(where + "/model: \"" + model + "\" is not sine, random_walk or constant");
+    return InvalidArgument(where + "/model: \"" + model +
+                           "\" is not sine, random_walk or constant");
   }
   RETURN_IF_ERROR(ReadNumber(j, "mean", where, &f->mean));
   RETURN_IF_ERROR(ReadNumber(j, "value", where, &f->mean));
@@ -104,6 +108,11 @@ Result<Scenario> ParseScenario(const std::string& text) {
     d.seq = g.value("seq", true);
     d.sent_at = g.value("sent_at", true);
     RETURN_IF_ERROR(ReadDuration(g, "period", where, &d.period_ms));
+    RETURN_IF_ERROR(ReadDuration(g, "clock_skew", where, &d.clock_skew_ms));
+    RETURN_IF_ERROR(ReadNumber(g, "duplicates", where, &d.duplicates));
+    if (d.duplicates < 0 || d.duplicates > 1) {
+      return InvalidArgument(where + "/duplicates: a probability from 0 to 1");
+    }
     if (d.count < 1) return InvalidArgument(where + "/count: at least 1");
     if (d.period_ms < 1) return InvalidArgument(where + "/period: must be positive");
     if (d.format != "json") {

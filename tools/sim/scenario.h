@@ -3,6 +3,7 @@
 //   {"duration": "1h",
 //    "groups": [{"count": 10, "id": "d{n}", "topic": "sensors/{device}/telemetry",
 //                "format": "json", "period": "1s", "seq": true, "sent_at": true,
+//                "clock_skew": "2s", "duplicates": 0.01,
 //                "fields": {"t": {"model": "sine", "mean": 21, "amplitude": 3,
 //                                 "period": "10m", "noise": 0.2, "decimals": 2},
 //                           "h": {"model": "random_walk", "start": 45, "step": 0.5,
@@ -27,15 +28,15 @@ enum class ValueModel { kSine, kRandomWalk, kConstant };
 struct FieldModel {
   std::string name;  // the payload key
   ValueModel model = ValueModel::kSine;
-  double mean = 0;       // sine: centre; constant: the value
-  double amplitude = 0;  // sine
+  double mean = 0;                  // sine: centre; constant: the value
+  double amplitude = 0;             // sine
   int64_t period_ms = 3600 * 1000;  // sine
-  double noise = 0;      // sine: standard deviation of added normal noise
-  double start = 0;      // random walk: first value
-  double step = 1;       // random walk: standard deviation of each step
-  double min = -1e300;   // random walk: reflected at the bounds
+  double noise = 0;                 // sine: standard deviation of added normal noise
+  double start = 0;                 // random walk: first value
+  double step = 1;                  // random walk: standard deviation of each step
+  double min = -1e300;              // random walk: reflected at the bounds
   double max = 1e300;
-  int decimals = 2;      // values are rounded to this many decimals
+  int decimals = 2;  // values are rounded to this many decimals
 };
 
 struct DeviceGroup {
@@ -46,6 +47,12 @@ struct DeviceGroup {
   int64_t period_ms = 1000;
   bool seq = true;
   bool sent_at = true;
+  // Each device's clock is off by a fixed amount drawn from
+  // [-clock_skew_ms, +clock_skew_ms]: its ts and sent_at carry that error.
+  int64_t clock_skew_ms = 0;
+  // Probability that a reading is published twice (same payload), as a
+  // device does when its PUBACK got lost.
+  double duplicates = 0;
   std::vector<FieldModel> fields;
 };
 

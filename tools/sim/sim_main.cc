@@ -2,19 +2,18 @@
 // Simulated time starts at --start (default: now) and runs --time-scale
 // times faster than the wall clock; the readings depend only on the scenario,
 // the seed and the start, so --truth and --record are repeatable.
+#include <mqtt/async_client.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <deque>
 #include <fstream>
-#include <thread>
-
-#include <CLI/CLI.hpp>
-#include <mqtt/async_client.h>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "tools/sim/fleet.h"
 #include "tools/sim/scenario.h"
@@ -57,7 +56,8 @@ int Run(const SimOptions& o) {
     return 1;
   }
   std::string scale_text = o.time_scale;
-  if (!scale_text.empty() && (scale_text.back() == 'x' || scale_text.back() == 'X')) scale_text.pop_back();
+  if (!scale_text.empty() && (scale_text.back() == 'x' || scale_text.back() == 'X'))
+    scale_text.pop_back();
   char* end = nullptr;
   double scale = std::strtod(scale_text.c_str(), &end);
   if (scale_text.empty() || *end != '\0' || !(scale > 0)) {
@@ -69,7 +69,8 @@ int Run(const SimOptions& o) {
   if (!o.duration.empty()) {
     auto parsed = weir::sim::ParseDuration(o.duration);
     if (!parsed) {
-      std::fprintf(stderr, "weir-sim: --duration %s: a duration such as 90s or 2h\n", o.duration.c_str());
+      std::fprintf(stderr, "weir-sim: --duration %s: a duration such as 90s or 2h\n",
+                   o.duration.c_str());
       return 1;
     }
     duration_ms = *parsed;
@@ -105,7 +106,8 @@ int Run(const SimOptions& o) {
       client.connect(opts)->wait();
       break;
     } catch (const mqtt::exception& e) {
-      std::fprintf(stderr, "weir-sim: cannot connect to %s: %s; retrying\n", o.broker.c_str(), e.what());
+      std::fprintf(stderr, "weir-sim: cannot connect to %s: %s; retrying\n", o.broker.c_str(),
+                   e.what());
       SleepUntil(WallMs() + 1000);
     }
   }
@@ -115,8 +117,9 @@ int Run(const SimOptions& o) {
   weir::sim::Fleet fleet(*scenario, o.seed, sim_start);
   std::fprintf(stderr, "weir-sim: %zu devices, seed %llu, time scale %g, %s\n",
                fleet.devices().size(), static_cast<unsigned long long>(o.seed), scale,
-               duration_ms > 0 ? ("for " + std::to_string(duration_ms) + " ms of simulated time").c_str()
-                               : "until SIGINT/SIGTERM");
+               duration_ms > 0
+                   ? ("for " + std::to_string(duration_ms) + " ms of simulated time").c_str()
+                   : "until SIGINT/SIGTERM");
 
   std::deque<mqtt::delivery_token_ptr> inflight;
   uint64_t published = 0;
@@ -129,31 +132,41 @@ int Run(const SimOptions& o) {
     weir::sim::SimReading r = fleet.Next();
     const weir::sim::SimDevice& d = fleet.devices()[r.device];
     std::string payload = fleet.Payload(r, /*sent_at=*/t);
-    // Many messages in flight, never waiting on each: wait only when the
-    // window is full, on the oldest.
-    while (inflight.size() >= static_cast<size_t>(o.max_inflight)) {
-      try {
-        inflight.front()->wait();
-      } catch (const mqtt::exception&) {
-        ++failed;
+    // A duplicate is the same payload published again right away, as a
+    // device does when it did not see the PUBACK.
+    bool stopped = false;
+    for (int copy = 0; copy < (r.duplicate ? 2 : 1) && !stopped; ++copy) {
+      // Many messages in flight, never waiting on each: wait only when the
+      // window is full, on the oldest.
+      while (inflight.size() >= static_cast<size_t>(o.max_inflight)) {
+        try {
+          inflight.front()->wait();
+        } catch (const mqtt::exception&) {
+          ++failed;
+        }
+        inflight.pop_front();
       }
-      inflight.pop_front();
-    }
-    while (!g_stop) {
-      try {
-        inflight.push_back(client.publish(d.topic, payload, 1, false));
+      bool sent = false;
+      while (!sent && !g_stop) {
+        try {
+          inflight.push_back(client.publish(d.topic, payload, 1, false));
+          sent = true;
+        } catch (const mqtt::exception& e) {
+          // Paho's buffer is full while the broker is away: wait and retry.
+          SleepUntil(WallMs() + 100);
+        }
+      }
+      if (!sent) {
+        stopped = true;
         break;
-      } catch (const mqtt::exception& e) {
-        // Paho's buffer is full while the broker is away: wait and retry.
-        SleepUntil(WallMs() + 100);
+      }
+      ++published;
+      if (record.is_open()) {
+        record << R"({"t":)" << t << R"(,"topic":)" << nlohmann::json(d.topic).dump()
+               << R"(,"payload":)" << payload << "}\n";
       }
     }
-    if (g_stop && inflight.empty()) break;
-    ++published;
-    if (record.is_open()) {
-      record << R"({"t":)" << t << R"(,"topic":)" << nlohmann::json(d.topic).dump()
-             << R"(,"payload":)" << payload << "}\n";
-    }
+    if (stopped) break;
     if (truth.is_open()) truth << fleet.TruthLine(r) << '\n';
   }
 
@@ -185,13 +198,16 @@ int main(int argc, char** argv) {
   app.add_option("--broker", o.broker, "MQTT broker URI, e.g. tcp://127.0.0.1:1883")->required();
   app.add_option("--scenario", o.scenario, "scenario JSON file (configs/scenarios/)")->required();
   app.add_option("--seed", o.seed, "random seed: equal seeds give equal readings");
-  app.add_option("--time-scale", o.time_scale, "simulated seconds per wall second, e.g. 3600 or 3600x");
-  app.add_option("--duration", o.duration, "simulated time to run (overrides the scenario), e.g. 2h");
+  app.add_option("--time-scale", o.time_scale,
+                 "simulated seconds per wall second, e.g. 3600 or 3600x");
+  app.add_option("--duration", o.duration,
+                 "simulated time to run (overrides the scenario), e.g. 2h");
   app.add_option("--truth", o.truth, "write every generated reading here (JSON lines)");
   app.add_option("--record", o.record, "write what was published as weir replay input");
   app.add_option("--start", o.start_ms, "simulated start time, ms since the epoch (default: now)");
   app.add_option("--client-id", o.client_id, "MQTT client id (default weir-sim-<pid>)");
-  app.add_option("--max-inflight", o.max_inflight, "QoS 1 messages awaiting PUBACK")->check(CLI::Range(1, 65535));
+  app.add_option("--max-inflight", o.max_inflight, "QoS 1 messages awaiting PUBACK")
+      ->check(CLI::Range(1, 65535));
   CLI11_PARSE(app, argc, argv);
   if (o.client_id.empty()) o.client_id = "weir-sim-" + std::to_string(getpid());
   return Run(o);

@@ -1,7 +1,6 @@
 // ResultStore: where weir-sink keeps results (DESIGN 12). The rev guard lives
 // in the upsert statement itself, so any number of sinks may write one
-// database concurrently. SQLite now; a PostgreSQL (libpq) store implements
-// the same interface.
+// database concurrently. Implemented for SQLite and PostgreSQL (libpq).
 #pragma once
 
 #include <cstdint>
@@ -37,8 +36,8 @@ class ResultStore {
                             bool* inserted) = 0;
 };
 
-// `db`: a file path (SQLite, created with its tables when missing) or a
-// postgresql:// URI (not built yet: an InvalidArgument error says so).
+// `db`: a file path (SQLite) or a postgresql:// URI (libpq); the tables are
+// created when missing.
 Result<std::unique_ptr<ResultStore>> OpenResultStore(const std::string& db);
 
 }  // namespace weir::sink

@@ -38,7 +38,8 @@ namespace {
 Status ApplyElement(ResultStore* store, const nlohmann::ordered_json& e, SinkCounters* c,
                     std::vector<Change>* changes) {
   auto id = e.is_object() ? e.find("id") : e.end();
-  if (!e.is_object() || id == e.end() || !id->is_string() || id->get_ref<const std::string&>().empty()) {
+  if (!e.is_object() || id == e.end() || !id->is_string() ||
+      id->get_ref<const std::string&>().empty()) {
     ++c->malformed;
     return Status::Ok();
   }
@@ -79,8 +80,12 @@ Status ApplyElement(ResultStore* store, const nlohmann::ordered_json& e, SinkCou
         changes->push_back({Change::kUpsert, id_text, rev_value, std::move(json)});
       }
       break;
-    case UpsertOutcome::kDuplicate: ++c->duplicates; break;
-    case UpsertOutcome::kStale: ++c->stale; break;
+    case UpsertOutcome::kDuplicate:
+      ++c->duplicates;
+      break;
+    case UpsertOutcome::kStale:
+      ++c->stale;
+      break;
   }
   return Status::Ok();
 }
@@ -91,7 +96,8 @@ Status ApplyMessage(ResultStore* store, std::string_view payload, SinkCounters* 
                     std::vector<Change>* changes) {
   SinkCounters local;
   std::vector<Change> local_changes;
-  nlohmann::ordered_json doc = nlohmann::ordered_json::parse(payload, nullptr, /*allow_exceptions=*/false);
+  nlohmann::ordered_json doc =
+      nlohmann::ordered_json::parse(payload, nullptr, /*allow_exceptions=*/false);
   local.messages = 1;
   if (doc.is_discarded()) {
     // Not JSON: nothing to store; acknowledging it is right (redelivery

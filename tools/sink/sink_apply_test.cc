@@ -2,12 +2,11 @@
 // revisions, retractions and loss records, as DESIGN 12 states them.
 #include "tools/sink/sink_apply.h"
 
+#include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 
 #include <optional>
-
-#include <gtest/gtest.h>
 
 namespace weir::sink {
 namespace {
@@ -37,7 +36,8 @@ class SinkApplyTest : public ::testing::Test {
     sqlite3* db = nullptr;
     sqlite3_open(path_.c_str(), &db);
     sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(db, "SELECT rev, retracted, result FROM weir_results WHERE id = ?1", -1, &st, nullptr);
+    sqlite3_prepare_v2(db, "SELECT rev, retracted, result FROM weir_results WHERE id = ?1", -1, &st,
+                       nullptr);
     sqlite3_bind_text(st, 1, id.c_str(), -1, SQLITE_TRANSIENT);
     std::optional<Row> row;
     if (sqlite3_step(st) == SQLITE_ROW) {

@@ -4,18 +4,17 @@
 // message is acknowledged only after its transaction committed, so a sink
 // killed at any moment loses nothing; redelivered messages are duplicates
 // that the rev guard ignores.
+#include <mqtt/async_client.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <mutex>
 #include <string>
 #include <thread>
-
-#include <CLI/CLI.hpp>
-#include <mqtt/async_client.h>
 
 #include "tools/sink/result_store.h"
 #include "tools/sink/sink_apply.h"
@@ -71,9 +70,16 @@ class Sink {
     if (options_.quiet) return;
     for (const Change& c : changes) {
       switch (c.kind) {
-        case Change::kUpsert: std::printf("upsert %s rev %lld %s\n", c.id.c_str(), static_cast<long long>(c.rev), c.json.c_str()); break;
-        case Change::kRetraction: std::printf("retract %s rev %lld\n", c.id.c_str(), static_cast<long long>(c.rev)); break;
-        case Change::kLoss: std::printf("loss %s %s\n", c.id.c_str(), c.json.c_str()); break;
+        case Change::kUpsert:
+          std::printf("upsert %s rev %lld %s\n", c.id.c_str(), static_cast<long long>(c.rev),
+                      c.json.c_str());
+          break;
+        case Change::kRetraction:
+          std::printf("retract %s rev %lld\n", c.id.c_str(), static_cast<long long>(c.rev));
+          break;
+        case Change::kLoss:
+          std::printf("loss %s %s\n", c.id.c_str(), c.json.c_str());
+          break;
       }
     }
     std::fflush(stdout);
@@ -200,8 +206,9 @@ int main(int argc, char** argv) {
   SinkOptions o;
   app.add_option("--broker", o.broker, "MQTT broker URI, e.g. tcp://127.0.0.1:1883")->required();
   app.add_option("--topic", o.topic, "topic filter, e.g. weir/+/+")->required();
-  app.add_option("--db", o.db, "SQLite file path (PostgreSQL URIs: not in this build)")->required();
-  app.add_option("--client-id", o.client_id, "names the persistent session (default weir-sink-<hostname>)");
+  app.add_option("--db", o.db, "SQLite file path, or a postgresql:// URI")->required();
+  app.add_option("--client-id", o.client_id,
+                 "names the persistent session (default weir-sink-<hostname>)");
   app.add_option("--share", o.share, "share the load: subscribe to $share/GROUP/FILTER");
   app.add_option("--username", o.username, "broker user name (password: WEIR_SINK_PASSWORD)");
   app.add_flag("--summary", o.summary, "print a JSON summary of the counters at exit");

@@ -123,10 +123,12 @@ class SqliteResultStore : public ResultStore {
 
 }  // namespace
 
+// postgres_result_store.cc
+Result<std::unique_ptr<ResultStore>> OpenPostgresResultStore(const std::string& uri);
+
 Result<std::unique_ptr<ResultStore>> OpenResultStore(const std::string& db) {
   if (db.rfind("postgresql://", 0) == 0 || db.rfind("postgres://", 0) == 0) {
-    return InvalidArgument("PostgreSQL is not supported by this build of weir-sink yet: " +
-                           std::string("use a SQLite file path"));
+    return OpenPostgresResultStore(db);
   }
   auto store = std::make_unique<SqliteResultStore>();
   RETURN_IF_ERROR(store->Open(db));
