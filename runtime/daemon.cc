@@ -19,6 +19,7 @@
 #include "core/text.h"
 #include "ingest/bounded_queue.h"
 #include "ingest/mqtt_source.h"
+#include "runtime/metrics.h"
 #include "runtime/processor.h"
 #include "runtime/uv_handles.h"
 #include "storage/store.h"
@@ -279,6 +280,7 @@ struct Daemon::Impl {
   SourceState source_state = SourceState::kStopped;
   RateLimiter reject_log{5, 10000};
   RateLimiter commit_error_log{3, 10000};
+  Metrics metrics;  // /metrics (DESIGN 7): a snapshot published every tick
 
   // Commit completions and PUBACKs cross over from other threads.
   std::mutex cross_mu;
@@ -765,6 +767,9 @@ struct Daemon::Impl {
     int64_t now = WallClockMs();
     collector.Reset(&pending, now);
     processor->AdvanceTo(now, &collector);
+    metrics.Refresh({&config, &generations, processor.get(), store.get(), source.get(),
+                     uplink.get()},
+                    now);
   }
 
   void SubmitCommit(bool force) {
@@ -955,6 +960,7 @@ struct Daemon::Impl {
     if (!parsed) {
       LOG_ERROR(kLog, "reload rejected; the running config stays in force:\n%s",
                 FormatConfigErrors(options.config_path, errors).c_str());
+      metrics.CountReload(false);
       return;
     }
     if (parsed->storage.path != config.storage.path)
@@ -970,8 +976,10 @@ struct Daemon::Impl {
     }
     if (!st.ok()) {
       LOG_ERROR(kLog, "reload failed: %s", st.ToString().c_str());
+      metrics.CountReload(false);
       return;
     }
+    metrics.CountReload(true);
     LOG_INFO(kLog, "reload applied");
   }
 
@@ -981,6 +989,7 @@ struct Daemon::Impl {
     LOG_INFO(kLog, "shutting down");
     Notify("STOPPING=1");
     StopSource();  // no more callbacks: nothing is acknowledged after this
+    metrics.Stop();
     tick_timer->Stop();
     commit_timer->Stop();
     retry_timer->Stop();
