@@ -852,31 +852,6 @@ std::string Hex(const unsigned char* data, size_t n) {
   return out;
 }
 
-const char* AggregateKindName(AggregateKind k) {
-  switch (k) {
-    case AggregateKind::kCount:
-      return "count";
-    case AggregateKind::kSum:
-      return "sum";
-    case AggregateKind::kMin:
-      return "min";
-    case AggregateKind::kMax:
-      return "max";
-    case AggregateKind::kAvg:
-      return "avg";
-    case AggregateKind::kFirst:
-      return "first";
-    case AggregateKind::kLast:
-      return "last";
-    case AggregateKind::kStddev:
-      return "stddev";
-    case AggregateKind::kQuantile:
-      return "quantile";
-    case AggregateKind::kDelta:
-      return "delta";
-  }
-  return "";
-}
 
 const char* OpName(CompareOp op) {
   switch (op) {
@@ -1359,6 +1334,32 @@ std::string FormatConfigErrors(const std::string& file, const std::vector<Config
     out += "\n";
   }
   return out;
+}
+
+const char* AggregateKindName(AggregateKind k) {
+  switch (k) {
+    case AggregateKind::kCount:
+      return "count";
+    case AggregateKind::kSum:
+      return "sum";
+    case AggregateKind::kMin:
+      return "min";
+    case AggregateKind::kMax:
+      return "max";
+    case AggregateKind::kAvg:
+      return "avg";
+    case AggregateKind::kFirst:
+      return "first";
+    case AggregateKind::kLast:
+      return "last";
+    case AggregateKind::kStddev:
+      return "stddev";
+    case AggregateKind::kQuantile:
+      return "quantile";
+    case AggregateKind::kDelta:
+      return "delta";
+  }
+  return "";
 }
 
 }  // namespace weir

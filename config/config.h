@@ -82,6 +82,9 @@ struct WindowConfig {
 
 enum class AggregateKind { kCount, kSum, kMin, kMax, kAvg, kFirst, kLast, kStddev, kQuantile, kDelta };
 
+// "count", "sum", ... as written in configs.
+const char* AggregateKindName(AggregateKind kind);
+
 struct AggregateConfig {
   std::string name;   // output name in "values"
   AggregateKind kind = AggregateKind::kCount;

@@ -16,13 +16,19 @@ class Backoff {
       : min_ms_(min_ms), max_ms_(max_ms), rng_(seed) {}
 
   // The delay before the next attempt: the nominal delay doubles per failure
-  // (min, 2*min, ... up to max) and the returned value is uniform in
-  // [nominal/2, nominal], never below min_ms.
+  // (min, 2*min, ... up to max), and the returned value is uniform in
+  // [nominal, 2*nominal], or in [max/2, max] once the nominal delay reached
+  // max; it never leaves [min_ms, max_ms]. Even the first retry is jittered.
   int64_t NextDelayMs() {
     int64_t nominal = nominal_ms_ == 0 ? min_ms_ : std::min(max_ms_, nominal_ms_ * 2);
     nominal_ms_ = nominal;
-    std::uniform_int_distribution<int64_t> jitter(nominal / 2, nominal);
-    return std::max(min_ms_, jitter(rng_));
+    int64_t lo = nominal;
+    int64_t hi = std::min(max_ms_, nominal * 2);
+    if (lo >= hi) {
+      lo = std::max(min_ms_, max_ms_ / 2);
+      hi = max_ms_;
+    }
+    return std::uniform_int_distribution<int64_t>(lo, hi)(rng_);
   }
 
   // After a successful connection: the next failure starts from min_ms again.

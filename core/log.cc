@@ -3,7 +3,9 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
+#include <string>
 
 namespace weir {
 namespace {
@@ -56,6 +58,20 @@ void Log(LogLevel level, const char* component, const char* format, ...) {
   va_start(args, format);
   std::vsnprintf(message, sizeof message, format, args);
   va_end(args);
+  // One line per event, whatever the message holds (a list of config errors,
+  // say): journald and line-based collectors split on newlines.
+  size_t len = std::strlen(message);
+  while (len > 0 && (message[len - 1] == '\n' || message[len - 1] == '\r')) message[--len] = '\0';
+  std::string one_line;
+  if (std::memchr(message, '\n', len) != nullptr) {
+    for (size_t i = 0; i < len; ++i) {
+      if (message[i] == '\n')
+        one_line += " | ";
+      else if (message[i] != '\r')
+        one_line += message[i];
+    }
+  }
+  const char* text = one_line.empty() ? message : one_line.c_str();
 
   char prefix[64];
   if (UnderJournald()) {
@@ -70,7 +86,7 @@ void Log(LogLevel level, const char* component, const char* format, ...) {
     std::snprintf(prefix, sizeof prefix, "%s.%03ldZ ", when, ts.tv_nsec / 1000000);
   }
   std::lock_guard<std::mutex> lock(g_write_mu);
-  std::fprintf(stderr, "%s%-5s %s: %s\n", prefix, LevelName(level), component, message);
+  std::fprintf(stderr, "%s%-5s %s: %s\n", prefix, LevelName(level), component, text);
 }
 
 bool RateLimiter::Allow(int64_t now_ms, int64_t* suppressed) {

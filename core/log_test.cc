@@ -27,3 +27,21 @@ TEST(ParseLogLevel, AcceptsTheFourNames) {
 
 }  // namespace
 }  // namespace weir
+
+namespace weir {
+namespace {
+
+// A message with newlines (a list of config errors, say) stays one line.
+TEST(Log, OneLinePerEvent) {
+  testing::internal::CaptureStderr();
+  Log(LogLevel::kError, "run", "reload rejected:\n%s\n", "a.json: /x: bad\na.json: /y: bad\n");
+  std::string out = testing::internal::GetCapturedStderr();
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out.find('\n'), out.size() - 1) << out;
+  EXPECT_NE(out.find("ERROR run: reload rejected: | a.json: /x: bad | a.json: /y: bad\n"),
+            std::string::npos)
+      << out;
+}
+
+}  // namespace
+}  // namespace weir

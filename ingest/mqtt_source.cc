@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "core/backoff.h"
+#include "core/log.h"
 
 namespace weir {
 
@@ -31,7 +32,9 @@ namespace {
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
 constexpr auto kSubscribeTimeout = std::chrono::seconds(10);
 
-void LogLine(const std::string& line) { std::fprintf(stderr, "weir: source: %s\n", line.c_str()); }
+void LogLine(LogLevel level, const std::string& line) {
+  WEIR_LOG(level, "source", "%s", line.c_str());
+}
 
 }  // namespace
 
@@ -145,7 +148,7 @@ bool MqttSource::Impl::ConnectOnce() {
           ++stats.connection_losses;
           stats.state = SourceState::kDisconnected;
         }
-        LogLine("connection to broker lost" + (cause.empty() ? "" : ": " + cause));
+        LogLine(LogLevel::kWarn, "connection to broker lost" + (cause.empty() ? "" : ": " + cause));
         cv.notify_all();
       });
     }
@@ -193,10 +196,13 @@ bool MqttSource::Impl::ConnectOnce() {
     stats.mqtt_version = version_try;
     stats.session_present = session_present;
     version_fixed = true;  // auto mode: keep the version that worked
+    LogLine(LogLevel::kInfo, "connected to " + options.broker + " as " + options.client_id +
+                                 " (MQTT " + (version_try == 5 ? "5" : "3.1.1") + ", session " +
+                                 (session_present ? "resumed" : "new") + ")");
     return true;
   } catch (const mqtt::exception& e) {
-    LogLine("cannot connect to " + options.broker + " as " + options.client_id + " (MQTT " +
-            (version_try == 5 ? "5" : "3.1.1") + "): " + e.what());
+    LogLine(LogLevel::kWarn, "cannot connect to " + options.broker + " as " + options.client_id +
+                                 " (MQTT " + (version_try == 5 ? "5" : "3.1.1") + "): " + e.what());
     return false;
   }
 }
@@ -230,7 +236,7 @@ void MqttSource::Impl::Run() {
     try {
       if (client->is_connected()) client->disconnect(1000)->wait_for(std::chrono::seconds(2));
     } catch (const mqtt::exception& e) {
-      LogLine(std::string("disconnect: ") + e.what());
+      LogLine(LogLevel::kWarn, std::string("disconnect: ") + e.what());
     }
     client.reset();
   }

@@ -1,14 +1,20 @@
 // `weir validate CONFIG [--db PATH] [--memory SIZE]` (DESIGN section 3): every
 // config error with its JSON pointer and a hint, or a summary with a memory
-// budget estimate. Exit 0 valid, 2 invalid, 1 when the file cannot be read
-// (or --db cannot be honoured yet).
+// budget estimate; with --db, what starting on that database would do to each
+// pipeline (DESIGN 6.5). Exit 0 valid, 2 invalid, 1 when the file or the
+// database cannot be read.
 #include <cinttypes>
 #include <cstdio>
+#include <ctime>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "config/config.h"
 #include "runtime/commands.h"
+#include "runtime/validate_db.h"
+#include "storage/store.h"
 
 namespace weir {
 namespace {
@@ -38,31 +44,6 @@ std::string FormatBytes(int64_t bytes) {
   return buf;
 }
 
-const char* KindName(AggregateKind k) {
-  switch (k) {
-    case AggregateKind::kCount:
-      return "count";
-    case AggregateKind::kSum:
-      return "sum";
-    case AggregateKind::kMin:
-      return "min";
-    case AggregateKind::kMax:
-      return "max";
-    case AggregateKind::kAvg:
-      return "avg";
-    case AggregateKind::kFirst:
-      return "first";
-    case AggregateKind::kLast:
-      return "last";
-    case AggregateKind::kStddev:
-      return "stddev";
-    case AggregateKind::kQuantile:
-      return "quantile";
-    case AggregateKind::kDelta:
-      return "delta";
-  }
-  return "?";
-}
 
 std::string WindowText(const WindowConfig& w) {
   switch (w.type) {
@@ -114,7 +95,186 @@ Budget PipelineBudget(const PipelineConfig& p) {
   return b;
 }
 
+// Definition values for people: durations (window keys, in ms in the
+// canonical JSON) with units, strings bare, anything else as JSON.
+std::string DefinitionValue(const std::string& path, const nlohmann::json& v) {
+  static const char* kDurationKeys[] = {"window.size", "window.hop", "window.offset", "window.gap",
+                                        "window.max_duration"};
+  if (v.is_number_integer()) {
+    for (const char* k : kDurationKeys)
+      if (path == k) return FormatDuration(v.get<int64_t>());
+  }
+  if (v.is_string()) return v.get<std::string>();
+  return v.dump();
+}
+
+// Objects are walked into "a.b.c" paths; arrays and scalars are leaves (an
+// empty object has none: `where: {}` gaining a condition is that condition).
+void Flatten(const nlohmann::json& j, const std::string& prefix,
+             std::map<std::string, nlohmann::json>* out) {
+  if (j.is_object()) {
+    for (auto it = j.begin(); it != j.end(); ++it)
+      Flatten(it.value(), prefix.empty() ? it.key() : prefix + "." + it.key(), out);
+    return;
+  }
+  (*out)[prefix] = j;
+}
+
+std::string UtcTime(int64_t ms) {
+  std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return buf;
+}
+
+int ReportStart(const Config& config, const std::string& db_path) {
+  // Read-only: never creates the file, never writes, safe while weir runs.
+  auto reader = StoreReader::Open(db_path, /*read_only=*/true);
+  if (!reader.ok()) {
+    std::fprintf(stderr, "weir validate: --db %s: cannot read the database: %s\n", db_path.c_str(),
+                 reader.status().ToString().c_str());
+    return 1;
+  }
+  auto stored = reader.value()->Pipelines();
+  if (!stored.ok()) {
+    std::fprintf(stderr, "weir validate: --db %s: cannot read the pipeline records: %s\n",
+                 db_path.c_str(), stored.status().ToString().c_str());
+    return 1;
+  }
+  auto last = reader.value()->LastConfig();
+  if (!last.ok()) {
+    std::fprintf(stderr, "weir validate: --db %s: cannot read the stored config: %s\n",
+                 db_path.c_str(), last.status().ToString().c_str());
+    return 1;
+  }
+  if (last.value())
+    std::printf(
+        "database  %s: config last applied %s%s\n", db_path.c_str(),
+        UtcTime(last.value()->applied_ms).c_str(),
+        last.value()->text == config.text ? " (this very file)" : " (differs from this file)");
+  else
+    std::printf("database  %s: no config applied yet\n", db_path.c_str());
+  for (const PipelinePlan& p : PlanStart(config, stored.value())) {
+    switch (p.action) {
+      case StartAction::kKeep:
+        std::printf("  %s: keep (same definition; state carries on, ids %s)\n", p.name.c_str(),
+                    PipelineIdPart(p.name, p.generation).c_str());
+        break;
+      case StartAction::kNew:
+        std::printf("  %s: new (starts empty, ids %s)\n", p.name.c_str(),
+                    PipelineIdPart(p.name, p.generation).c_str());
+        break;
+      case StartAction::kRemove:
+        std::printf(
+            "  %s: remove (its open windows and sessions are emitted, then its state "
+            "is deleted)\n",
+            p.name.c_str());
+        break;
+      case StartAction::kNewGeneration: {
+        std::printf("  %s: new generation %s (open windows of %s emitted, then starts empty)\n",
+                    p.name.c_str(), PipelineIdPart(p.name, p.generation).c_str(),
+                    PipelineIdPart(p.name, p.old_generation).c_str());
+        for (const std::string& c : p.changes) std::printf("      %s\n", c.c_str());
+        break;
+      }
+    }
+  }
+  return 0;
+}
+
 }  // namespace
+
+const char* StartActionName(StartAction action) {
+  switch (action) {
+    case StartAction::kKeep:
+      return "keep";
+    case StartAction::kNew:
+      return "new";
+    case StartAction::kRemove:
+      return "remove";
+    case StartAction::kNewGeneration:
+      return "new generation";
+  }
+  return "?";
+}
+
+std::string PipelineIdPart(const std::string& name, int64_t generation) {
+  return generation == 0 ? name : name + "~" + std::to_string(generation);
+}
+
+std::vector<std::string> DefinitionChanges(const std::string& old_json,
+                                           const std::string& new_json) {
+  auto parse = [](const std::string& text) {
+    nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    return j.is_discarded() ? nlohmann::json::object() : j;
+  };
+  std::map<std::string, nlohmann::json> a, b;
+  Flatten(parse(old_json), "", &a);
+  Flatten(parse(new_json), "", &b);
+  std::vector<std::string> out;
+  auto show = [](const std::string& path, const std::map<std::string, nlohmann::json>& m) {
+    auto it = m.find(path);
+    return it == m.end() ? std::string("(none)") : DefinitionValue(path, it->second);
+  };
+  std::map<std::string, bool> paths;
+  for (const auto& kv : a) paths[kv.first] = true;
+  for (const auto& kv : b) paths[kv.first] = true;
+  for (const auto& kv : paths) {
+    const std::string& path = kv.first;
+    auto ia = a.find(path);
+    auto ib = b.find(path);
+    if (ia != a.end() && ib != b.end() && ia->second == ib->second) continue;
+    out.push_back(path + ": " + show(path, a) + " -> " + show(path, b));
+  }
+  return out;
+}
+
+std::vector<PipelinePlan> PlanStart(const Config& config,
+                                    const std::vector<PipelineRecord>& stored) {
+  std::vector<PipelinePlan> plan;
+  auto find = [&](const std::string& name) -> const PipelineRecord* {
+    for (const PipelineRecord& r : stored)
+      if (r.name == name) return &r;
+    return nullptr;
+  };
+  for (const PipelineConfig& p : config.pipelines) {
+    PipelinePlan pp;
+    pp.name = p.name;
+    const PipelineRecord* r = find(p.name);
+    if (r == nullptr) {
+      pp.action = StartAction::kNew;
+    } else if (r->fingerprint.empty()) {
+      // Removed earlier; its next generation was reserved so no id repeats.
+      pp.action = StartAction::kNew;
+      pp.generation = r->generation;
+    } else if (r->fingerprint == p.fingerprint) {
+      pp.action = StartAction::kKeep;
+      pp.generation = r->generation;
+    } else {
+      pp.action = StartAction::kNewGeneration;
+      pp.old_generation = r->generation;
+      pp.generation = r->generation + 1;
+      pp.changes = DefinitionChanges(r->definition_json, p.definition_json);
+    }
+    plan.push_back(std::move(pp));
+  }
+  for (const PipelineRecord& r : stored) {
+    if (r.fingerprint.empty()) continue;  // already removed
+    bool kept = false;
+    for (const PipelineConfig& p : config.pipelines)
+      if (p.name == r.name) kept = true;
+    if (kept) continue;
+    PipelinePlan pp;
+    pp.name = r.name;
+    pp.action = StartAction::kRemove;
+    pp.generation = r.generation;
+    pp.old_generation = r.generation;
+    plan.push_back(std::move(pp));
+  }
+  return plan;
+}
 
 int RunValidate(const ValidateOptions& options) {
   std::vector<ConfigError> errors;
@@ -156,7 +316,7 @@ int RunValidate(const ValidateOptions& options) {
                 p.where.size() == 1 ? "" : "s");
     std::string aggs;
     for (const AggregateConfig& a : p.aggregates) {
-      aggs += (aggs.empty() ? "" : ", ") + a.name + " = " + KindName(a.kind) + "(" + a.field;
+      aggs += (aggs.empty() ? "" : ", ") + a.name + " = " + AggregateKindName(a.kind) + "(" + a.field;
       if (a.kind == AggregateKind::kQuantile) {
         char q[32];
         std::snprintf(q, sizeof q, ", %g", a.q);
@@ -218,19 +378,7 @@ int RunValidate(const ValidateOptions& options) {
                  options.config_path.c_str(), FormatBytes(total).c_str(),
                  FormatBytes(options.memory_limit_bytes).c_str());
 
-  if (!options.db_path.empty()) {
-    // TODO(storage): open the database read-only, read each pipeline's stored
-    // fingerprint and generation and the stored config text, and print per
-    // pipeline what starting would do (DESIGN 6.5): "same definition: carries
-    // on", "new: starts empty", "removed: drains then deletes state", "changed
-    // (keys ...): drains, then generation g+1". Needs the storage helper's
-    // read API; until then --db says so instead of guessing.
-    std::fprintf(stderr,
-                 "%s: --db %s: reading pipeline state from a database is not supported by this "
-                 "build yet\n",
-                 options.config_path.c_str(), options.db_path.c_str());
-    return 1;
-  }
+  if (!options.db_path.empty()) return ReportStart(c, options.db_path);
   return 0;
 }
 

@@ -6,11 +6,13 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
@@ -18,6 +20,7 @@
 #include "core/text.h"
 #include "ingest/bounded_queue.h"
 #include "ingest/mqtt_source.h"
+#include "runtime/metrics.h"
 #include "runtime/processor.h"
 #include "runtime/uv_handles.h"
 #include "storage/store.h"
@@ -220,7 +223,93 @@ void AppendBatch(CommitBatch* base, CommitBatch&& more) {
   move_all(&base->pipelines_removed, more.pipelines_removed);
   if (more.config) base->config = std::move(more.config);
   move_all(&base->counters, more.counters);
+  base->seal_loss_upto = std::max(base->seal_loss_upto, more.seal_loss_upto);
 }
+
+// The checkpoint rows of a pipeline without its spill rows: spilled copies
+// are only a cache between checkpoints (every checkpoint also writes the
+// key's 'k' row), so a restart restores from checkpoint rows alone.
+class CheckpointRows : public StateReader {
+ public:
+  explicit CheckpointRows(StateReader* all) : all_(all) {}
+  Status ForEach(std::string_view pipeline_id,
+                 const std::function<Status(char, std::string_view, std::string_view)>& fn)
+      override {
+    return all_->ForEach(pipeline_id, [&](char kind, std::string_view id, std::string_view blob) {
+      return kind == 's' ? Status::Ok() : fn(kind, id, blob);
+    });
+  }
+
+ private:
+  StateReader* all_;
+};
+
+// Where the engine puts the state of keys beyond limits.max_keys (DESIGN
+// 6.3): spilled rows ride with the next group commit (kind 's'); until that
+// commit has succeeded they are served from memory, then from the database.
+class DaemonSpillStore : public SpillStore {
+ public:
+  DaemonSpillStore(CommitBatch* const* pending, StoreReader* const* reader)
+      : pending_(pending), reader_(reader) {}
+
+  void Put(std::string_view pipeline_id, std::string_view key_id, std::string_view blob) override {
+    std::string k = Key(pipeline_id, key_id);
+    uncommitted_[k] = std::string(blob);
+    (*pending_)->state.push_back(
+        {std::string(pipeline_id), kSpillKind, std::string(key_id), std::string(blob), false});
+  }
+
+  bool Get(std::string_view pipeline_id, std::string_view key_id, std::string* blob) override {
+    std::string k = Key(pipeline_id, key_id);
+    for (auto* m : {&uncommitted_, &committing_}) {
+      auto it = m->find(k);
+      if (it != m->end()) {
+        if (!it->second) return false;  // erased
+        *blob = *it->second;
+        return true;
+      }
+    }
+    auto row = (*reader_)->GetState(pipeline_id, kSpillKind, key_id);
+    if (!row.ok()) {
+      LOG_ERROR("storage", "reading spilled state of %.*s: %s",
+                static_cast<int>(key_id.size()), key_id.data(), row.status().ToString().c_str());
+      return false;
+    }
+    if (!row.value()) return false;
+    *blob = std::move(*row.value());
+    return true;
+  }
+
+  void Erase(std::string_view pipeline_id, std::string_view key_id) override {
+    uncommitted_[Key(pipeline_id, key_id)] = std::nullopt;
+    (*pending_)->state.push_back(
+        {std::string(pipeline_id), kSpillKind, std::string(key_id), std::string(), true});
+  }
+
+  // A commit took the pending batch / finished / failed (then it is retried).
+  void OnSubmit() {
+    for (auto& [k, v] : uncommitted_) committing_[k] = std::move(v);
+    uncommitted_.clear();
+  }
+  void OnCommitted() { committing_.clear(); }
+  void OnFailed() {
+    for (auto& [k, v] : uncommitted_) committing_[k] = std::move(v);
+    uncommitted_.swap(committing_);
+    committing_.clear();
+  }
+
+ private:
+  static constexpr char kSpillKind = 's';
+  static std::string Key(std::string_view p, std::string_view k) {
+    std::string s(p);
+    s.push_back('\0');
+    s.append(k);
+    return s;
+  }
+  CommitBatch* const* pending_;
+  StoreReader* const* reader_;
+  std::unordered_map<std::string, std::optional<std::string>> uncommitted_, committing_;
+};
 
 }  // namespace
 
@@ -228,24 +317,14 @@ struct Daemon::Impl {
   DaemonOptions options;
   Config config;
   std::vector<int64_t> generations;  // parallel to config.pipelines
-  // Clients a reload replaces stop on threads of their own while the loop
+  // An uplink a reload replaces stops on a thread of its own while the loop
   // keeps draining the queue: stopping a Paho client takes Paho's
   // process-wide lock, which the source's receive thread holds while our
-  // callback waits for room in a full queue. The replacements start from
-  // OnTick once the old ones are gone (never two uplinks on one client id).
+  // callback waits for room in a full queue. Its successor starts from
+  // OnTick once it is gone (never two uplinks on one client id).
   std::vector<std::thread> retiring;
   std::atomic<int> retiring_count{0};
   bool restart_uplink = false;
-  bool restart_source = false;
-  // Reloads by result, for metrics (DESIGN 7; issue 12): applied, rejected
-  // (the config did not validate) and failed (it validated but could not be
-  // applied before its commit point; the running config stays).
-  int64_t reloads_applied = 0;
-  int64_t reloads_rejected = 0;
-  int64_t reloads_failed = 0;
-  // Ingest counters of processors replaced by reloads: metrics add the
-  // current processor's to these, so counters never go back (IngestTotals).
-  IngestCounters ingest_base;
 
   uv_loop_t loop{};
   std::unique_ptr<Store> store;
@@ -262,6 +341,9 @@ struct Daemon::Impl {
 
   // Loop-thread state.
   CommitBatch pending;
+  CommitBatch* pending_ptr = &pending;
+  StoreReader* reader_ptr = nullptr;
+  DaemonSpillStore spill{&pending_ptr, &reader_ptr};
   OutboxCollector collector;
   bool commit_inflight = false;
   int64_t last_journal_seq = -1;  // highest journal seq processed (journal mode)
@@ -270,6 +352,7 @@ struct Daemon::Impl {
   SourceState source_state = SourceState::kStopped;
   RateLimiter reject_log{5, 10000};
   RateLimiter commit_error_log{3, 10000};
+  Metrics metrics;  // /metrics (DESIGN 7): a snapshot published every tick
 
   // Commit completions and PUBACKs cross over from other threads.
   std::mutex cross_mu;
@@ -283,6 +366,12 @@ struct Daemon::Impl {
   int64_t backlog_after = 0;
   int64_t backlog_upto = 0;
   std::unordered_map<int64_t, int64_t> handed_rev;  // pos -> rev, until acked
+  bool uplink_connected = false;
+  std::deque<Message> held;  // taken off the queue, not yet processed (in order)
+  bool source_paused = false;  // storage full (on_full block): source disconnected
+  int64_t loss_sealed = 0;     // loss records at or below this position are final
+  int64_t seal_requested = 0;  // waiting for this loss record to be sealed
+  int64_t inflight_seal = 0;   // the seal carried by the commit in flight
   std::string uplink_topic_template;
 
   explicit Impl(DaemonOptions o) : options(std::move(o)) {}
@@ -308,6 +397,7 @@ struct Daemon::Impl {
     auto rd = StoreReader::Open(config.storage.path, /*read_only=*/false);
     if (!rd.ok()) return rd.status();
     reader = std::move(rd).value();
+    reader_ptr = reader.get();
     if (config.ingest.durability == Durability::kJournal) {
       auto jw = store->NewJournalWriter();
       if (!jw.ok()) return jw.status();
@@ -331,37 +421,14 @@ struct Daemon::Impl {
     return gens;
   }
 
-  void AddCounters(const IngestCounters& c) {
-    ingest_base.messages += c.messages;
-    ingest_base.readings += c.readings;
-    ingest_base.duplicates += c.duplicates;
-    ingest_base.dedup_unchecked += c.dedup_unchecked;
-    ingest_base.status_messages += c.status_messages;
-    ingest_base.status_ignored += c.status_ignored;
-    for (size_t i = 0; i < c.rejected.size(); ++i) ingest_base.rejected[i] += c.rejected[i];
-  }
-
-  // Ingest counters since start, across reloads.
-  IngestCounters IngestTotals() const {
-    IngestCounters t = ingest_base;
-    if (!processor) return t;
-    IngestCounters c = processor->counters();
-    t.messages += c.messages;
-    t.readings += c.readings;
-    t.duplicates += c.duplicates;
-    t.dedup_unchecked += c.dedup_unchecked;
-    t.status_messages += c.status_messages;
-    t.status_ignored += c.status_ignored;
-    for (size_t i = 0; i < c.rejected.size(); ++i) t.rejected[i] += c.rejected[i];
-    return t;
-  }
-
   Status BuildProcessor(const Config& cfg, const std::vector<int64_t>& gens) {
     auto proc = MessageProcessor::Create(cfg, gens);
     if (!proc.ok()) return proc.status();
     processor = std::move(proc).value();
     collector.SetNames(&cfg);
-    RETURN_IF_ERROR(processor->engine().Restore(reader.get()));
+    processor->engine().SetSpillStore(&spill);  // before Restore, as the engine requires
+    CheckpointRows rows(reader.get());
+    RETURN_IF_ERROR(processor->engine().Restore(&rows));
     return reader->ForEachDedup([this](std::string_view device, std::string_view blob) {
       return processor->dedup().Restore(device, blob);
     });
@@ -586,7 +653,8 @@ struct Daemon::Impl {
       // committed state (equal to memory here), then delete that state.
       auto drained = Engine::Create(ending, ending_gens);
       if (!drained.ok()) return drained.status();
-      RETURN_IF_ERROR(drained.value()->Restore(reader.get()));
+      CheckpointRows rows(reader.get());
+      RETURN_IF_ERROR(drained.value()->Restore(&rows));
       collector.Reset(&change, processor->now_ms());
       drained.value()->Drain(&collector);
       for (size_t i = 0; i < ending.pipelines.size(); ++i)
@@ -627,13 +695,11 @@ struct Daemon::Impl {
     // were committed already, and collecting them again would write the
     // ending pipelines' rows back after the store clears them.
     int64_t now_ms = processor->now_ms();
-    IngestCounters before = processor->counters();
     processor.reset();
     collector.Reset(&pending, now_ms);  // not the local batch, which is moved from next
     AppendBatch(&pending, std::move(change));
     Status st = CommitAndWait();
     if (!st.ok()) FailAfterCommit(st);
-    AddCounters(before);
     config = std::move(next);
     generations = next_gens;
     for (const auto& line : lines) LOG_INFO(kLog, "%s", line.c_str());
@@ -652,7 +718,7 @@ struct Daemon::Impl {
     } else if (uplink) {
       uplink->SetMaxRate(config.uplink.max_rate_per_s);
     }
-    if ((source || restart_source) && source_changed) {
+    if (source && source_changed) {
       LOG_INFO(kLog, "source settings changed: reconnecting to the gateway broker");
       // MqttSource subscribes but never unsubscribes: a filter dropped from
       // the config stays in the broker's persistent session until it
@@ -664,14 +730,15 @@ struct Daemon::Impl {
                    "source topic filter %s removed: the broker session keeps it "
                    "subscribed; its messages will be rejected",
                    f.c_str());
-      if (source) Retire(std::move(source));
-      restart_source = true;
+      // StartSource stops the old client while it drains the queue into
+      // `held`: those messages are processed next, under the new config.
+      st = StartSource();
+      if (!st.ok()) FailAfterCommit(st);
     }
     return Status::Ok();
   }
 
-  template <typename Client>
-  void Retire(std::unique_ptr<Client> client) {
+  void Retire(std::unique_ptr<MqttUplink> client) {
     ++retiring_count;
     retiring.emplace_back([this, c = std::move(client)]() mutable {
       c->Stop();
@@ -680,8 +747,8 @@ struct Daemon::Impl {
     });
   }
 
-  // Loop thread (OnTick): starts the clients a reload replaced once the old
-  // ones have stopped. An error here is after the commit point (fatal).
+  // Loop thread (OnTick): starts the uplink a reload replaced once the old
+  // one has stopped. An error here is after the commit point (fatal).
   void FinishClientSwap() {
     if (retiring.empty() || retiring_count > 0) return;
     for (auto& t : retiring) t.join();
@@ -693,25 +760,15 @@ struct Daemon::Impl {
       if (!st.ok()) FailAfterCommit(st);
       PumpUplink();
     }
-    if (restart_source) {
-      restart_source = false;
-      Status st = StartSource();
-      if (!st.ok()) FailAfterCommit(st);
-    }
   }
 
-  // Shutdown: waits for retiring clients, processing what their callbacks
-  // still hand over (they may be waiting for room in the queue).
+  // Shutdown: waits for a retiring uplink, keeping the queue drained into
+  // `held` meanwhile (as StopSource does).
   void AwaitRetiring() {
-    restart_uplink = restart_source = false;
-    std::deque<Message> rest;
+    restart_uplink = false;
     while (retiring_count > 0) {
-      rest.clear();
-      if (queue->PopSome(&rest, 4096) > 0) {
-        for (Message& m : rest) ProcessOne(std::move(m));
-      } else {
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      }
+      queue->PopSome(&held, SIZE_MAX);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     for (auto& t : retiring) t.join();
     retiring.clear();
@@ -746,19 +803,59 @@ struct Daemon::Impl {
       }
       if (ack_wake) ack_wake->Send();
     });
-    RETURN_IF_ERROR(uplink->Start());
-    // Everything pending now is backlog: hand it over again from the start.
-    StoreStats st = store->stats();
+    uplink_connected = false;
+    handed_rev.clear();
+    return uplink->Start();
+  }
+
+  // Rows are handed to the uplink only while it is connected; a lost
+  // connection discards the uplink's memory (everything is still in the
+  // outbox), so rows dropped by storage.max_bytes meanwhile are never sent
+  // as well as counted lost, and after the reconnect new results go first
+  // while what piled up drains oldest-first (order live_first, DESIGN 6.4).
+  void WatchUplink() {
+    if (!uplink) return;
+    MqttUplinkStats st = uplink->stats();
+    bool connected = st.state == UplinkState::kConnected;
+    if (connected == uplink_connected) return;
+    if (!connected) {
+      LOG_WARN("uplink", "lost %s; results wait in the outbox", config.uplink.broker.c_str());
+      Status s = StartUplink();
+      if (!s.ok()) LOG_ERROR("uplink", "%s", s.ToString().c_str());
+      return;
+    }
+    uplink_connected = true;
+    StoreStats ss = store->stats();
     handed_rev.clear();
     backlog_after = 0;
-    backlog_upto = st.newest_pos;
-    live_cursor = config.uplink.order == UplinkOrder::kLiveFirst ? st.newest_pos : 0;
-    return Status::Ok();
+    backlog_upto = ss.newest_pos;
+    live_cursor = config.uplink.order == UplinkOrder::kLiveFirst ? ss.newest_pos : 0;
+    LOG_INFO("uplink", "connected to %s; %lld result(s) waiting", config.uplink.broker.c_str(),
+             static_cast<long long>(ss.outbox_rows));
+    PumpUplink();
+  }
+
+  // Stops the source without a deadlock: its callback may be waiting on a
+  // full queue, so the loop keeps taking messages off the queue (into
+  // `held`, processed before the queue) until Stop has returned.
+  void StopSource() {
+    if (!source) return;
+    std::atomic<bool> done{false};
+    std::thread stopper([&] {
+      source->Stop();
+      done = true;
+    });
+    while (!done.load()) {
+      queue->PopSome(&held, SIZE_MAX);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    stopper.join();
+    queue->PopSome(&held, SIZE_MAX);
   }
 
   Status StartSource() {
     if (source) {
-      source->Stop();
+      StopSource();
       source.reset();
     }
     MqttSourceOptions so;
@@ -781,26 +878,30 @@ struct Daemon::Impl {
   // under durability journal the message must be in the journal first.
   void OnArrival(Message&& m) {
     if (journal) {
+      // A full store (on_full block, or a full disk) gets a few seconds to
+      // make room: meanwhile the loop stops the source. Paho runs every
+      // client's callbacks on one thread, so waiting here for long would
+      // also stall the uplink that is to make the room: past the deadline,
+      // exit without acknowledging; the broker keeps the message.
+      const int64_t give_up_ms = WallClockMs() + 5000;
       for (int attempt = 0;; ++attempt) {
         Status st = journal->Append(&m);
         if (st.ok()) break;
-        if (st.code() == StatusCode::kResourceExhausted || st.code() == StatusCode::kUnavailable) {
-          // Full disk or busy database: hold the broker back until there is
-          // room (DESIGN 6.3 on_full block); nothing is acknowledged meanwhile.
+        bool transient = st.code() == StatusCode::kResourceExhausted ||
+                         st.code() == StatusCode::kUnavailable;
+        if (transient && WallClockMs() < give_up_ms) {
           int64_t suppressed = 0;
           if (commit_error_log.Allow(WallClockMs(), &suppressed))
             LOG_ERROR("ingest", "journal append failed, holding ingest: %s",
                       st.ToString().c_str());
-          std::this_thread::sleep_for(
-              std::chrono::milliseconds(std::min(1000, 10 << std::min(attempt, 6))));
+          std::this_thread::sleep_for(std::chrono::milliseconds(10 << std::min(attempt, 5)));
           continue;
         }
-        // Anything else (I/O error, corruption): stop before the PUBACK so the
-        // broker keeps the message for the next start.
-        LOG_ERROR("ingest", "journal append failed: %s; stopping without acknowledging",
+        LOG_ERROR("ingest", "journal append failed: %s; exiting without acknowledging the "
+                  "message (the gateway broker keeps it for the next start)",
                   st.ToString().c_str());
         std::fflush(stderr);
-        std::_Exit(70);
+        std::_Exit(75);
       }
     }
     queue->Push(std::move(m));
@@ -812,13 +913,36 @@ struct Daemon::Impl {
     return pending.outbox.size() >= kMaxPendingOutbox || store->stats().full;
   }
 
+  // on_full block: while the store is full the source is disconnected, so
+  // the gateway broker holds the readings in weir's persistent session
+  // (blocking Paho's callback instead would stall the uplink too: Paho runs
+  // all clients on shared threads).
+  void WatchStorageFull() {
+    bool full = store->stats().full;
+    if (full && source && !source_paused) {
+      source_paused = true;
+      LOG_WARN("ingest", "storage is full (storage.on_full block): holding ingest until results "
+               "are delivered; the gateway broker keeps the readings");
+      StopSource();
+    } else if (!full && source_paused) {
+      source_paused = false;
+      LOG_INFO("ingest", "room in storage again: ingest resumes");
+      Status st = StartSource();
+      if (!st.ok()) LOG_ERROR("ingest", "%s", st.ToString().c_str());
+    }
+  }
+
   void OnIngestWake() {
     if (!processor) return;
+    WatchStorageFull();
     if (IngestPaused()) return;  // the commit completion wakes us again
-    std::deque<Message> batch;
-    queue->PopSome(&batch, kIngestSlice);
-    for (Message& m : batch) ProcessOne(std::move(m));
-    if (queue->size() > 0 && !IngestPaused()) ingest_wake->Send();
+    // Messages held back while the source was stopped go first.
+    if (held.size() < kIngestSlice) queue->PopSome(&held, kIngestSlice - held.size());
+    for (size_t n = 0; n < kIngestSlice && !held.empty() && !IngestPaused(); ++n) {
+      ProcessOne(std::move(held.front()));
+      held.pop_front();
+    }
+    if ((queue->size() > 0 || !held.empty()) && !IngestPaused()) ingest_wake->Send();
   }
 
   void ProcessOne(Message&& m) {
@@ -862,9 +986,14 @@ struct Daemon::Impl {
     if (!processor) return;
     FinishClientSwap();
     WatchSource();
+    WatchUplink();
+    WatchStorageFull();
     int64_t now = WallClockMs();
     collector.Reset(&pending, now);
     processor->AdvanceTo(now, &collector);
+    metrics.Refresh({&config, &generations, processor.get(), store.get(), source.get(),
+                     uplink.get()},
+                    now);
   }
 
   void SubmitCommit(bool force) {
@@ -879,6 +1008,8 @@ struct Daemon::Impl {
     if (journal && last_journal_seq > 0) pending.checkpoint_seq = last_journal_seq;
     if (pending.empty() && !force) return;
     commit_inflight = true;
+    inflight_seal = pending.seal_loss_upto;
+    spill.OnSubmit();
     CommitBatch batch = std::move(pending);
     pending = CommitBatch();
     store->Commit(std::move(batch), [this](CommitResult&& r) {
@@ -899,6 +1030,12 @@ struct Daemon::Impl {
     for (CommitResult& r : results) {
       commit_inflight = false;
       if (r.status.ok()) {
+        spill.OnCommitted();
+        if (inflight_seal > 0) {
+          loss_sealed = std::max(loss_sealed, inflight_seal);
+          if (seal_requested <= loss_sealed) seal_requested = 0;
+          inflight_seal = 0;
+        }
         if (r.dropped > 0)
           LOG_WARN("storage", "storage.max_bytes reached: dropped %lld oldest undelivered "
                    "results (a loss record tells the receiver)", static_cast<long long>(r.dropped));
@@ -907,6 +1044,8 @@ struct Daemon::Impl {
       int64_t suppressed = 0;
       if (commit_error_log.Allow(WallClockMs(), &suppressed))
         LOG_ERROR("storage", "commit failed, will retry: %s", r.status.ToString().c_str());
+      inflight_seal = 0;  // the seal is in the batch that is retried
+      spill.OnFailed();
       // Nothing of the batch was written: put it back in front and retry.
       CommitBatch retry = std::move(r.batch);
       AppendBatch(&retry, std::move(pending));
@@ -917,12 +1056,18 @@ struct Daemon::Impl {
 
   void OnCommitWake() {
     HandleCommitResults();
+    WatchStorageFull();
     PumpUplink();
-    if (!stopping && queue && queue->size() > 0) ingest_wake->Send();
+    if (!stopping && queue && (queue->size() > 0 || !held.empty())) ingest_wake->Send();
   }
 
   std::string TopicFor(const OutboxRow& row) const {
-    std::string t = ReplaceAll(uplink_topic_template, "{pipeline}", row.pipeline);
+    // A loss record belongs to no single pipeline: it goes on the first
+    // pipeline's topic (with one pipeline, or a template without {pipeline},
+    // that is simply the uplink topic).
+    const std::string& pipeline =
+        row.pipeline.empty() && !config.pipelines.empty() ? config.pipelines[0].name : row.pipeline;
+    std::string t = ReplaceAll(uplink_topic_template, "{pipeline}", pipeline);
     if (row.kind == OutboxKind::kLateSide) t += "/late";
     return t;
   }
@@ -934,58 +1079,75 @@ struct Daemon::Impl {
   // Hands committed rows to the uplink: new rows first, then the backlog
   // that was pending at start, keeping at most UplinkWindow() rows in memory.
   void PumpUplink() {
-    if (!uplink || !reader) return;
+    if (!uplink || !uplink_connected || !reader || seal_requested > 0) return;
     std::vector<weir::OutboxRow> rows;
     while (uplink->pending_rows() < UplinkWindow()) {
       int room = static_cast<int>(std::min<size_t>(500, UplinkWindow() - uplink->pending_rows()));
       rows.clear();
+      int64_t* cursor = &live_cursor;
+      int64_t upto = INT64_MAX;
       bool backlog = false;
       if (config.uplink.order == UplinkOrder::kInOrder) {
-        Status st = reader->ReadOutbox(live_cursor, INT64_MAX, room, &rows);
-        if (!st.ok()) {
-          LOG_ERROR("uplink", "reading the outbox: %s", st.ToString().c_str());
-          return;
-        }
-        if (rows.empty()) return;
-        live_cursor = rows.back().pos;
-        backlog = rows.back().pos <= backlog_upto;
+        backlog = live_cursor < backlog_upto;
       } else {
         Status st = reader->ReadOutbox(live_cursor, INT64_MAX, room, &rows);
         if (!st.ok()) {
           LOG_ERROR("uplink", "reading the outbox: %s", st.ToString().c_str());
           return;
         }
-        if (!rows.empty()) {
-          live_cursor = rows.back().pos;
-        } else if (backlog_after < backlog_upto) {
-          st = reader->ReadOutbox(backlog_after, backlog_upto, room, &rows);
-          if (!st.ok()) {
-            LOG_ERROR("uplink", "reading the outbox: %s", st.ToString().c_str());
-            return;
-          }
-          if (rows.empty()) {
-            backlog_after = backlog_upto;
-            return;
-          }
-          backlog_after = rows.back().pos;
+        if (rows.empty()) {
+          if (backlog_after >= backlog_upto) return;
+          cursor = &backlog_after;
+          upto = backlog_upto;
           backlog = true;
-        } else {
+        }
+      }
+      if (rows.empty()) {
+        Status st = reader->ReadOutbox(*cursor, upto, room, &rows);
+        if (!st.ok()) {
+          LOG_ERROR("uplink", "reading the outbox: %s", st.ToString().c_str());
+          return;
+        }
+        if (rows.empty()) {
+          if (cursor == &backlog_after) backlog_after = backlog_upto;
           return;
         }
       }
-      std::vector<UplinkRow> out;
-      out.reserve(rows.size());
-      for (auto& r : rows) {
-        handed_rev[r.pos] = r.rev;
-        UplinkRow u;
-        u.position = r.pos;
-        u.topic = TopicFor(r);
-        u.id = r.id;
-        u.payload = std::move(r.payload);
-        out.push_back(std::move(u));
-      }
-      uplink->Enqueue(std::move(out), backlog);
+      if (!HandOver(&rows, backlog, cursor)) return;
     }
+  }
+
+  // Hands `rows` over up to the first loss record that may still grow: that
+  // one is sealed first (a commit), then read again (DESIGN 6.3: one record
+  // per contiguous dropped range, and the receiver gets its final version).
+  // Returns false when it stopped for a seal.
+  bool HandOver(std::vector<weir::OutboxRow>* rows, bool backlog, int64_t* cursor) {
+    size_t cut = rows->size();
+    for (size_t i = 0; i < rows->size(); ++i) {
+      if ((*rows)[i].kind == OutboxKind::kLoss && (*rows)[i].pos > loss_sealed) {
+        cut = i;
+        break;
+      }
+    }
+    std::vector<UplinkRow> out;
+    out.reserve(cut);
+    for (size_t i = 0; i < cut; ++i) {
+      weir::OutboxRow& r = (*rows)[i];
+      handed_rev[r.pos] = r.rev;
+      UplinkRow u;
+      u.position = r.pos;
+      u.topic = TopicFor(r);
+      u.id = r.id;
+      u.payload = std::move(r.payload);
+      out.push_back(std::move(u));
+      *cursor = r.pos;
+    }
+    if (!out.empty()) uplink->Enqueue(std::move(out), backlog);
+    if (cut == rows->size()) return true;
+    seal_requested = (*rows)[cut].pos;
+    pending.seal_loss_upto = seal_requested;
+    SubmitCommit(/*force=*/true);
+    return false;
   }
 
   void OnAckWake() {
@@ -1023,7 +1185,7 @@ struct Daemon::Impl {
       LOG_ERROR(kLog, "reload rejected; the running config stays in force:\n%s%s: %zu error%s",
                 FormatConfigErrors(options.config_path, errors).c_str(),
                 options.config_path.c_str(), errors.size(), errors.size() == 1 ? "" : "s");
-      ++reloads_rejected;
+      metrics.CountReload(false);
       return;
     }
     // The database and the ingest queue are opened once: those settings wait
@@ -1053,12 +1215,12 @@ struct Daemon::Impl {
     if (!st.ok()) {
       LOG_ERROR(kLog, "reload failed; the running config stays in force: %s",
                 st.ToString().c_str());
-      ++reloads_failed;
+      metrics.CountReload(false);
       return;
     }
     int64_t interval = std::max<int64_t>(1, config.storage.commit_interval_ms);
     if (commit_timer && !stopping) commit_timer->Start(interval, interval);
-    ++reloads_applied;
+    metrics.CountReload(true);
     LOG_INFO(kLog, "reload applied");
     PumpUplink();
     if (queue && queue->size() > 0) ingest_wake->Send();
@@ -1069,16 +1231,16 @@ struct Daemon::Impl {
     stopping = true;
     LOG_INFO(kLog, "shutting down");
     Notify("STOPPING=1");
-    if (source) source->Stop();  // no more callbacks: nothing is acknowledged after this
+    StopSource();  // no more callbacks: nothing is acknowledged after this
     AwaitRetiring();
+    metrics.Stop();
     tick_timer->Stop();
     commit_timer->Stop();
     retry_timer->Stop();
     // Everything already taken from the broker is processed and committed.
-    std::deque<Message> rest;
-    while (queue->PopSome(&rest, 4096) > 0) {
-      for (Message& m : rest) ProcessOne(std::move(m));
-      rest.clear();
+    while (!held.empty()) {
+      ProcessOne(std::move(held.front()));
+      held.pop_front();
     }
     Status st = CommitAndWait();
     if (!st.ok()) {
@@ -1127,7 +1289,7 @@ struct Daemon::Impl {
     if (st.ok()) st = StartSource();
     if (!st.ok()) {
       LOG_ERROR(kLog, "%s", st.ToString().c_str());
-      if (source) source->Stop();
+      StopSource();
       if (uplink) uplink->Stop();
       if (store) store->Close();
       stopping = true;

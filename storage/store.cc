@@ -30,7 +30,7 @@ using storage_internal::Stmt;
 bool CommitBatch::empty() const {
   return outbox.empty() && state.empty() && state_cleared.empty() && dedup.empty() &&
          journal.empty() && checkpoint_seq < 0 && pipelines.empty() && pipelines_removed.empty() &&
-         !config && counters.empty();
+         !config && counters.empty() && seal_loss_upto <= 0;
 }
 
 void BatchStateWriter::Put(std::string_view pipeline_id, char kind, std::string_view id,
@@ -137,6 +137,7 @@ struct Committed {
   int64_t outbox_rows = 0;
   int64_t outbox_bytes = 0;
   LossRange loss;
+  int64_t loss_sealed = 0;  // loss records at or below this position are final
 };
 
 std::string LossId(const std::string& gateway, const LossRange& l) {
@@ -288,7 +289,7 @@ Status SqliteStore::Init() {
   auto meta = db_->Prepare(
       "SELECT key, value FROM meta WHERE key IN ('checkpoint', "
       "'lost_total', 'loss.pos', 'loss.first', 'loss.last', 'loss.lost', "
-      "'loss.from', 'loss.to')");
+      "'loss.from', 'loss.to', 'loss.sealed')");
   if (!meta.ok()) return meta.status();
   int rc;
   while ((rc = meta->Step()) == SQLITE_ROW) {
@@ -297,6 +298,7 @@ Status SqliteStore::Init() {
     if (k == "checkpoint") committed_.checkpoint = v;
     if (k == "lost_total") committed_.lost_total = v;
     if (k == "loss.pos") committed_.loss.row_pos = v;
+    if (k == "loss.sealed") committed_.loss_sealed = v;
     if (k == "loss.first") committed_.loss.first = v;
     if (k == "loss.last") committed_.loss.last = v;
     if (k == "loss.lost") committed_.loss.lost = v;
@@ -502,6 +504,10 @@ Status SqliteStore::ApplyBatch(const CommitBatch& b, CommitResult* r, Committed*
     RETURN_IF_ERROR(db_->Run(ins_journal_, "commit: append journal"));
     r->journal_seqs.push_back(sqlite3_last_insert_rowid(db_->get()));
   }
+  if (b.seal_loss_upto > c->loss_sealed) {
+    c->loss_sealed = b.seal_loss_upto;
+    RETURN_IF_ERROR(SetMeta("loss.sealed", c->loss_sealed));
+  }
   int64_t checkpoint = b.checkpoint_seq;
   if (b.journal_processed > 0 && !r->journal_seqs.empty()) {
     size_t n = std::min<size_t>(b.journal_processed, r->journal_seqs.size());
@@ -682,7 +688,7 @@ Status SqliteStore::RecordLoss(const LossRange& range, Committed* c) {
   LossRange merged = range;
   bool extend = false;
   const LossRange& open = c->loss;
-  if (open.row_pos > 0 && range.first > open.last) {
+  if (open.row_pos > c->loss_sealed && range.first > open.last) {
     loss_row_rev_.Bind(1, open.row_pos);
     int rc = loss_row_rev_.Step();
     bool pending = rc == SQLITE_ROW;

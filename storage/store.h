@@ -118,6 +118,10 @@ struct CommitBatch {
   std::vector<std::string> pipelines_removed;             // names
   std::optional<ConfigRecord> config;                     // appended to the config history
   std::vector<std::pair<std::string, int64_t>> counters;  // runtime counters, stored as is
+  // The uplink is about to read the loss record at this outbox position:
+  // from this commit on it is never extended (a later drop starts a new
+  // record), so the version sent is final. 0 = unchanged.
+  int64_t seal_loss_upto = 0;
 
   bool empty() const;
 };

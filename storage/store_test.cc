@@ -523,6 +523,44 @@ TEST(StoreOnFull, ExtendedLossRecordIsNotDeletedByAStaleAck) {
   EXPECT_EQ(losses, 1);
 }
 
+// The uplink seals a loss record before reading it, so the version it sends
+// is final: later drops go into a record of their own, and every dropped
+// result is counted in exactly one record.
+TEST(StoreOnFull, SealedLossRecordIsNeverExtended) {
+  TempDir dir;
+  auto o = Options(dir, 512 * 1024);
+  auto store = OpenOrDie(o);
+  ASSERT_TRUE(store);
+  auto reader = ReaderOrDie(o.path);
+  int64_t next = 0;
+  Fill(store.get(), &next, 60);
+  OutboxRow sealed;
+  for (const auto& r : AllRows(reader.get())) {
+    if (r.kind == OutboxKind::kLoss) sealed = r;
+  }
+  ASSERT_EQ(sealed.kind, OutboxKind::kLoss);
+  CommitBatch seal;
+  seal.seal_loss_upto = sealed.pos;
+  ASSERT_TRUE(CommitAndWait(store.get(), std::move(seal)).status.ok());
+  Fill(store.get(), &next, 40);  // drops more
+  std::vector<LossRecord> losses;
+  int64_t results = 0;
+  for (const auto& r : AllRows(reader.get())) {
+    if (r.kind == OutboxKind::kLoss) {
+      if (r.pos == sealed.pos) {
+        EXPECT_EQ(r.rev, sealed.rev);  // untouched
+        EXPECT_EQ(r.payload, sealed.payload);
+      }
+      losses.push_back(ParseLoss(r));
+    } else {
+      ++results;
+    }
+  }
+  ASSERT_EQ(losses.size(), 2u);
+  EXPECT_EQ(losses[1].first, losses[0].last + 1 + (sealed.pos == losses[0].last + 1 ? 1 : 0));
+  EXPECT_EQ(losses[0].lost + losses[1].lost + results, next);
+}
+
 TEST(StoreOnFull, BlockRefusesGrowthUntilRowsAreDeleted) {
   TempDir dir;
   auto o = Options(dir, 512 * 1024);

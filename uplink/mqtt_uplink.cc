@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "core/backoff.h"
+#include "core/log.h"
 
 namespace weir {
 
@@ -45,7 +46,9 @@ constexpr auto kConnectTimeout = std::chrono::seconds(10);
 // this long before sending it again, so a persistent refusal does not spin.
 constexpr auto kRefusalRetry = std::chrono::seconds(1);
 
-void LogLine(const std::string& line) { std::fprintf(stderr, "weir: uplink: %s\n", line.c_str()); }
+void LogLine(LogLevel level, const std::string& line) {
+  WEIR_LOG(level, "uplink", "%s", line.c_str());
+}
 
 bool IsTls(const std::string& uri) {
   return uri.rfind("ssl://", 0) == 0 || uri.rfind("mqtts://", 0) == 0;
@@ -362,9 +365,10 @@ void MqttUplink::Impl::on_failure(const mqtt::token& tok) {
       // The broker refused this one message (MQTT 5 reason code): send it
       // again a little later rather than drop it. Other failures are a lost
       // connection: the rows simply go out again after the reconnect.
-      LogLine("broker refused a message on " + it->second.rows[0].topic + " (code " +
-              std::to_string(tok.get_return_code()) + ", reason " +
-              std::to_string(static_cast<int>(tok.get_reason_code())) + "); will resend");
+      LogLine(LogLevel::kWarn, "broker refused a message on " + it->second.rows[0].topic +
+                                   " (code " + std::to_string(tok.get_return_code()) + ", reason " +
+                                   std::to_string(static_cast<int>(tok.get_reason_code())) +
+                                   "); will resend");
       retry_after = Clock::now() + kRefusalRetry;
     }
     RequeueLocked(std::move(it->second));
@@ -395,7 +399,8 @@ bool MqttUplink::Impl::Connect() {
           stats.state = UplinkState::kDisconnected;
           RequeueAllLocked();
         }
-        LogLine("connection to " + options.broker + " lost" + (cause.empty() ? "" : ": " + cause));
+        LogLine(LogLevel::kWarn,
+                "connection to " + options.broker + " lost" + (cause.empty() ? "" : ": " + cause));
         cv.notify_all();
       });
     }
@@ -420,7 +425,8 @@ bool MqttUplink::Impl::Connect() {
       if (!options.tls.key.empty()) ssl.set_private_key(options.tls.key);
       ssl.set_enable_server_cert_auth(true);
       ssl.set_verify(true);
-      ssl.set_error_handler([](const std::string& err) { LogLine("TLS: " + err); });
+      ssl.set_error_handler(
+          [](const std::string& err) { LogLine(LogLevel::kWarn, "TLS: " + err); });
       opts.set_ssl(std::move(ssl));
     }
     mqtt::token_ptr tok = client->connect(opts);
@@ -438,8 +444,8 @@ bool MqttUplink::Impl::Connect() {
     return true;
   } catch (const mqtt::exception& e) {
     // The broker URI and client id only: never credentials or key material.
-    LogLine("cannot connect to " + options.broker + " as " + options.client_id + " (MQTT " +
-            (version_try == 5 ? "5" : "3.1.1") + "): " + e.what());
+    LogLine(LogLevel::kWarn, "cannot connect to " + options.broker + " as " + options.client_id +
+                                 " (MQTT " + (version_try == 5 ? "5" : "3.1.1") + "): " + e.what());
     return false;
   }
 }
@@ -471,8 +477,9 @@ void MqttUplink::Impl::Run() {
         backoff.Reset();
         // Rows of messages published on the old connection were put back
         // by the lost-connection handler and go out again now, in order.
-        LogLine("connected to " + options.broker + " (MQTT " + (version_try == 5 ? "5" : "3.1.1") +
-                "), " + std::to_string(live.size() + backlog.size()) + " rows to send");
+        LogLine(LogLevel::kInfo,
+                "connected to " + options.broker + " (MQTT " + (version_try == 5 ? "5" : "3.1.1") +
+                    "), " + std::to_string(live.size() + backlog.size()) + " rows to send");
         cv.notify_all();
         continue;
       }
@@ -496,7 +503,7 @@ void MqttUplink::Impl::Run() {
         client->publish(msg, reinterpret_cast<void*>(static_cast<uintptr_t>(no)), *this);
         lock.lock();
       } catch (const mqtt::exception& e) {
-        LogLine(std::string("publish failed: ") + e.what() + "; reconnecting");
+        LogLine(LogLevel::kWarn, std::string("publish failed: ") + e.what() + "; reconnecting");
         lock.lock();
         // Whatever state Paho is in, start over: put every row back and
         // reconnect (the lost-connection handler may have done it already).
@@ -533,7 +540,7 @@ void MqttUplink::Impl::Run() {
     try {
       if (client->is_connected()) client->disconnect(1000)->wait_for(std::chrono::seconds(2));
     } catch (const mqtt::exception& e) {
-      LogLine(std::string("disconnect: ") + e.what());
+      LogLine(LogLevel::kWarn, std::string("disconnect: ") + e.what());
     }
     client.reset();
   }

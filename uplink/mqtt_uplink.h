@@ -8,8 +8,8 @@
 // delivered rows. Nothing lives in Paho's own persistence (clean session,
 // in-memory): after a lost connection every unacknowledged row is sent again
 // from our memory, in order, once the connection is back. A receiver may thus
-// see a message twice, always byte-identical; result ids and revs make that
-// harmless (DESIGN 12).
+// see a row twice, always byte-identical (though possibly packed into a
+// different array); result ids and revs make that harmless (DESIGN 12).
 //
 // Reconnects use our own exponential backoff with jitter (1 s to 60 s by
 // default), not Paho's fixed retry. With MQTT 5 each message carries the user

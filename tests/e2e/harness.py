@@ -62,12 +62,15 @@ class Process:
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
 
-    def wait_log(self, fragment, timeout_s=20.0, after=0):
+    def wait_log(self, fragment, timeout_s=20.0, after=0, count=1):
+        """Waits until `fragment` occurs `count` times in the log after the
+        first `after` characters (several runs may share one log file)."""
         def found():
-            if self.proc.poll() is not None and fragment not in self.log_text()[after:]:
+            seen = self.log_text()[after:].count(fragment) >= count
+            if not seen and self.proc.poll() is not None:
                 raise Failure(f"{self.args[0]} exited ({self.proc.returncode}) before logging "
                               f"{fragment!r}:\n{self.log_text()[-3000:]}")
-            return fragment in self.log_text()[after:]
+            return seen
         wait_for(f"{fragment!r} in {self.log_path}", found, timeout_s)
 
     def signal(self, sig):

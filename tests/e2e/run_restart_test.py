@@ -122,7 +122,7 @@ def main():
         def start_weir():
             p = harness.Process([os.path.join(args.bin, "weir"), "run", cfg_path], weir_log)
             procs.append(p)
-            p.wait_log("subscribed to", after=len(open(weir_log, "rb").read().decode(errors="replace")))
+            p.wait_log("subscribed to", count=sum(1 for pr in procs if pr.args[:2] == p.args[:2]))
             return p
 
         published = defaultdict(list)

@@ -129,6 +129,9 @@ TEST_F(WeirSinkTest, UpsertsWithTheRevGuardAndCountsEveryCase) {
   // A loss record.
   pub.Publish("weir/gw/p", R"({"id":"gw/loss/3-7","lost":5,"from":0,"to":60000})");
   ASSERT_TRUE(sink.WaitForOutput("loss gw/loss/3-7", 10000));
+  sink.Signal(SIGUSR1);  // counters on demand, without stopping
+  EXPECT_TRUE(sink.WaitForOutput("messages=5 upserts=2 duplicates=1 stale=1 retractions=1 losses=1",
+                                 10000, /*in_stderr=*/true));
   sink.Signal(SIGTERM);
   ASSERT_EQ(sink.Wait(10000), 0);
 
