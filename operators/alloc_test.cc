@@ -74,5 +74,49 @@ TEST(Allocation, SteadyStateReadingsAllocateNothing) {
   EXPECT_EQ(g_allocations.load(), 0);
 }
 
+// The figure: a million readings after warm-up, 10k devices keyed by
+// device into 10 s tumbling windows (every device fires a window every 10
+// rounds), and not one allocation.
+TEST(Allocation, MillionReadingsTumbling10kKeysAllocateNothing) {
+  const int kDevices = 10000;
+  Config c = ExampleConfig();
+  PipelineConfig p = ExamplePipeline({"device"});
+  p.window.size_ms = 10000;
+  // Windows are purged as they fire, so the working set stays the same
+  // (with allowed_lateness they would be kept, and the pools would grow).
+  p.event_time.allowed_lateness_ms = 0;
+  p.aggregates = {Agg("n", AggregateKind::kCount, "*"), Agg("avg", AggregateKind::kAvg, "temp"),
+                  Agg("max", AggregateKind::kMax, "temp"),
+                  Agg("p95", AggregateKind::kQuantile, "temp", 0.95)};
+  c.pipelines = {p};
+  std::vector<std::string> names;
+  for (int d = 0; d < kDevices; ++d) names.push_back("dev" + std::to_string(d));
+  auto engine = std::move(Engine::Create(c)).value();
+  CountingOutput out;
+  Reading r;
+  int64_t round = 0;
+  auto play = [&](int rounds) {
+    for (int i = 0; i < rounds; ++i, ++round) {
+      const int64_t ts = 1700000000000 + round * 1000;
+      for (int d = 0; d < kDevices; ++d) {
+        r.device = names[d];
+        r.ts_ms = ts;
+        r.field_mask = 0;
+        r.SetField(0, 20.0 + (d % 17) * 0.25 + (round % 7));
+        engine->OnReading(r, ts + 5, &out);
+      }
+      engine->AdvanceTo(ts + 10, &out);
+    }
+  };
+  play(30);  // warm-up: every key, window and sketch pool at its working size
+  long results_before = out.results;
+  g_allocations = 0;
+  g_counting = true;
+  play(100);  // 1,000,000 readings
+  g_counting = false;
+  EXPECT_GE(out.results - results_before, 9 * kDevices);
+  EXPECT_EQ(g_allocations.load(), 0);
+}
+
 }  // namespace
 }  // namespace weir::testing

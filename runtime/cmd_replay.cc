@@ -18,6 +18,7 @@
 #include "core/message.h"
 #include "core/result.h"
 #include "runtime/commands.h"
+#include "storage/store.h"
 #include "runtime/processor.h"
 
 namespace weir {
@@ -47,6 +48,66 @@ class ResultWriter : public EngineOutput {
   std::string line_;
   bool failed_ = false;
   int64_t results_ = 0;
+};
+
+// `--db`: everything a replay produces also goes into a weir database, as
+// `weir run` would have written it (results in the outbox, operator and dedup
+// state, the messages as journal rows, the pipelines and config), committed
+// every kChunkLines lines, so `weir status` can inspect it and `weir run` can
+// carry on from it.
+class ReplayStore : public EngineOutput {
+ public:
+  static constexpr int64_t kChunkLines = 4096;
+
+  ReplayStore(EngineOutput* results, std::unique_ptr<Store> store)
+      : results_(results), store_(std::move(store)) {}
+
+  void OnResult(int pipeline, const ResultRecord& r) override {
+    results_->OnResult(pipeline, r);
+    OutboxEntry e;
+    e.kind = r.retracted ? OutboxKind::kRetraction : OutboxKind::kResult;
+    e.id = r.id;
+    e.rev = r.rev;
+    e.pipeline = r.pipeline;
+    e.window_start = r.start;
+    e.window_end = r.end;
+    AppendResultJson(r, &e.payload);
+    e.created_ms = now_ms_;
+    batch_.outbox.push_back(std::move(e));
+  }
+
+  void Begin(const Config& config) {
+    for (const auto& p : config.pipelines)
+      batch_.pipelines.push_back({p.name, 0, p.fingerprint, p.definition_json, 0});
+    batch_.config = ConfigRecord{config.text, 0};
+  }
+  void Journal(const Message& m) {
+    now_ms_ = m.arrival_ms;
+    batch_.journal.push_back(m);
+    batch_.journal_processed = static_cast<int64_t>(batch_.journal.size());
+  }
+  void set_now(int64_t now_ms) { now_ms_ = now_ms; }
+
+  // Commits what the lines so far produced and waits for it.
+  Status Commit(MessageProcessor* p) {
+    BatchStateWriter writer(&batch_);
+    p->engine().CollectChanges(&writer);
+    p->dedup().CollectChanges([this](std::string_view device, std::string_view blob) {
+      batch_.dedup.emplace_back(std::string(device), std::string(blob));
+    });
+    Status result;
+    store_->Commit(std::move(batch_), [&result](CommitResult&& r) { result = r.status; });
+    batch_ = CommitBatch();
+    RETURN_IF_ERROR(store_->Flush());
+    return result;
+  }
+  void Close() { store_->Close(); }
+
+ private:
+  EngineOutput* results_;
+  std::unique_ptr<Store> store_;
+  CommitBatch batch_;
+  int64_t now_ms_ = 0;
 };
 
 int Base64Value(unsigned char c) {
@@ -179,12 +240,6 @@ bool ReadFile(const std::string& path, std::string* text) {
 }  // namespace
 
 int RunReplay(const ReplayOptions& options) {
-  if (!options.db_path.empty()) {
-    std::fprintf(stderr,
-                 "weir replay: --db is not supported yet in this build; run without --db to "
-                 "keep storage in memory\n");
-    return 1;
-  }
   std::string config_text;
   if (!ReadFile(options.config_path, &config_text)) {
     std::fprintf(stderr, "weir replay: cannot read config %s: %s\n", options.config_path.c_str(),
@@ -220,8 +275,38 @@ int RunReplay(const ReplayOptions& options) {
     }
   }
 
-  ResultWriter writer(out);
+  ResultWriter file_writer(out);
+  EngineOutput* sink = &file_writer;
+  std::unique_ptr<ReplayStore> db;
+  if (!options.db_path.empty()) {
+    if (std::FILE* existing = std::fopen(options.db_path.c_str(), "rb")) {
+      std::fclose(existing);
+      std::fprintf(stderr, "weir replay: %s exists; --db writes a new database (remove it or "
+                   "name another file)\n", options.db_path.c_str());
+      std::fclose(in);
+      if (out != stdout) std::fclose(out);
+      return 1;
+    }
+    StoreOptions so = StoreOptionsFromConfig(*config);
+    so.path = options.db_path;
+    so.now_ms = [] { return int64_t{0}; };  // no wall clock in a replay
+    auto store = Store::Open(so);
+    if (!store.ok()) {
+      std::fprintf(stderr, "weir replay: %s\n", store.status().ToString().c_str());
+      std::fclose(in);
+      if (out != stdout) std::fclose(out);
+      return 1;
+    }
+    db = std::make_unique<ReplayStore>(&file_writer, std::move(store).value());
+    db->Begin(*config);
+    sink = db.get();
+  }
+  ResultWriter& writer = file_writer;
   MessageProcessor& p = **processor;
+  Status db_status;
+  auto commit = [&] {
+    if (db && db_status.ok()) db_status = db->Commit(&p);
+  };
   od::parser parser;
   Line line;
   std::string buf;  // the line with simdjson padding; reused
@@ -262,12 +347,15 @@ int RunReplay(const ReplayOptions& options) {
     }
     have_t = true;
     last_t = line.t;
+    if (db && line_no % ReplayStore::kChunkLines == 0) commit();
     if (!line.has_topic) {
-      p.AdvanceTo(line.t, &writer);
+      if (db) db->set_now(line.t);
+      p.AdvanceTo(line.t, sink);
       continue;
     }
     line.message.arrival_ms = line.t;
-    const MessageOutcome& o = p.Process(line.message, &writer);
+    if (db) db->Journal(line.message);
+    const MessageOutcome& o = p.Process(line.message, sink);
     if (o.rejected > 0) {
       std::string what = "rejected ";
       what += o.rejected == 1 ? "payload" : std::to_string(o.rejected) + " payload parts";
@@ -290,7 +378,17 @@ int RunReplay(const ReplayOptions& options) {
     if (out != stdout) std::fclose(out);
     return 1;
   }
-  if (options.drain) p.Drain(&writer);
+  if (options.drain) p.Drain(sink);
+  if (db) {
+    commit();
+    db->Close();
+    if (!db_status.ok()) {
+      std::fprintf(stderr, "weir replay: writing %s: %s\n", options.db_path.c_str(),
+                   db_status.ToString().c_str());
+      if (out != stdout) std::fclose(out);
+      return 1;
+    }
+  }
 
   bool write_failed = writer.failed() || std::fflush(out) != 0;
   if (out != stdout && std::fclose(out) != 0) write_failed = true;
