@@ -277,12 +277,17 @@ void Metrics::Collect(const MetricsSources& src, int64_t now_ms, MetricsSnapshot
         if (src.generations != nullptr && i < src.generations->size())
           m.generation = (*src.generations)[i];
         const std::string k = "pipeline/" + m.name + "/";
-        m.readings = Monotonic(k + "readings", engine, pc.readings);
-        m.filtered = Monotonic(k + "filtered", engine, pc.filtered);
-        m.late_dropped = Monotonic(k + "late_dropped", engine, pc.late_dropped);
-        m.late_updates = Monotonic(k + "late_updates", engine, pc.late_updates);
-        m.results = Monotonic(k + "results", engine, pc.results);
-        m.retractions = Monotonic(k + "retractions", engine, pc.retractions);
+        // A pipeline's counters live in its checkpoint: an engine rebuilt by
+        // a reload restores them and carries on, so only a new generation
+        // (which starts empty) counts as a new owner. Keyed by the engine,
+        // every reload added the restored counts once more.
+        const void* owner = reinterpret_cast<const void*>(static_cast<uintptr_t>(m.generation + 1));
+        m.readings = Monotonic(k + "readings", owner, pc.readings);
+        m.filtered = Monotonic(k + "filtered", owner, pc.filtered);
+        m.late_dropped = Monotonic(k + "late_dropped", owner, pc.late_dropped);
+        m.late_updates = Monotonic(k + "late_updates", owner, pc.late_updates);
+        m.results = Monotonic(k + "results", owner, pc.results);
+        m.retractions = Monotonic(k + "retractions", owner, pc.retractions);
         m.open_windows = pc.open_windows;
         m.keys = pc.keys;
         m.spilled_keys = pc.spilled_keys;

@@ -4,7 +4,8 @@ and processing time carries on across it: under idle_timeout 1h an open
 window of a silent device stays open; a SIGHUP that lowers idle_timeout to
 1s (state kept) fires it by idleness (DESIGN 5.2) within seconds, with the
 readings it held, at revision 0 under its old id. Expected values are worked
-out here from the readings.
+out here from the readings. The reload rebuilds the pipelines from their
+checkpoint: /metrics must count each reading once across it.
 
   run_reload_settings_test.py --bin BUILD/bin
 """
@@ -13,8 +14,10 @@ import copy
 import math
 import os
 import signal
+import socket
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reload_common as rc  # noqa: E402
@@ -35,6 +38,11 @@ def main():
         db = os.path.join(work, "weir.db")
         cfg_path = os.path.join(work, "weir.json")
         v1 = rc.config(broker.uri, db, [rc.pipeline("climate", "10s")])
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+        probe.close()
+        v1["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
         v2 = copy.deepcopy(v1)
         v2["pipelines"][0]["event_time"]["idle_timeout"] = "1s"
         rc.write_json(cfg_path, v1)
@@ -83,6 +91,22 @@ def main():
                 "values": {"n": 10, "t_sum": math.fsum(temps), "t_max": max(temps)}}
         rc.wait_results("[10s,20s) fired by idleness after the reload", sink_db,
                         [lambda rows: rc.compare("climate", expected, rows, f"{G}/climate/")], 10)
+
+        def metric(name):
+            text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
+                                          timeout=5).read().decode()
+            for line in text.splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[-1])
+            raise harness.Failure(f"no {name} in /metrics:\n{text[:2000]}")
+        published = 19 * len(rc.DEVICES)
+        time.sleep(0.3)  # a tick publishes the snapshot
+        for name in ("weir_readings_total", 'weir_pipeline_readings_total{pipeline="climate"}'):
+            if metric(name) != published:
+                raise harness.Failure(f"{name} is {metric(name)} after the reload, want "
+                                      f"{published}")
+        if metric('weir_config_reloads_total{result="applied"}') != 1:
+            raise harness.Failure("the applied reload is not counted")
         code = weir.stop(signal.SIGTERM)
         if code != 0:
             raise harness.Failure(f"weir run exited {code} on SIGTERM")
