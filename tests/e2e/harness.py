@@ -132,3 +132,17 @@ def port_open(port):
             return True
     except OSError:
         return False
+
+
+def sqlite_count(path, sql):
+    """A count from a SQLite file opened read-only; 0 while it is not there."""
+    if not os.path.exists(path):
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute(sql).fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        return 0
