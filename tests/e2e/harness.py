@@ -32,11 +32,13 @@ def wait_for(what, predicate, timeout_s=30.0, interval_s=0.05):
 
 
 class Broker:
-    def __init__(self, directory, port=None):
+    def __init__(self, directory, port=None, persistence=False):
         self.directory = directory
         args = [sys.executable, BROKER_PY, "start", "--dir", directory]
         if port:
             args += ["--port", str(port)]
+        if persistence:
+            args.append("--persistence")
         out = subprocess.check_output(args, text=True).split()
         self.port, self.pid = int(out[0]), int(out[1])
         self.uri = f"tcp://127.0.0.1:{self.port}"
