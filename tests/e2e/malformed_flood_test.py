@@ -84,7 +84,7 @@ def main():
             harness.publish_lines(broker.uri, f"sensors/{device}/telemetry", lines)
         # What each reason's counter must read: every bad payload (an array's
         # elements one by one).
-        want = {k: 0 for k in WANT}
+        want = {reason: 0 for _, reason in BAD}
         for d in range(len(rr.DEVICES)):
             for i in range(rr.READINGS):
                 if i % 7 == 3:
