@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 
-def write_config(path, broker_uri, db_path, max_keys=None):
+def write_config(path, broker_uri, db_path, max_keys=None, uplink_uri=None):
     cfg = {
         "gateway": "gw-crash",
         "source": {"broker": broker_uri, "topics": [{"topic": "sensors/{device}/telemetry"}],
@@ -42,7 +42,8 @@ def write_config(path, broker_uri, db_path, max_keys=None):
         ],
         "storage": {"path": db_path, "commit_interval": "20ms"},
         "ingest": {"durability": "journal"},
-        "uplink": {"broker": broker_uri, "topic": "weir/{gateway}/{pipeline}", "batch_max": 20},
+        "uplink": {"broker": uplink_uri or broker_uri, "topic": "weir/{gateway}/{pipeline}",
+                   "batch_max": 20},
     }
     if max_keys:
         for p in cfg["pipelines"]:
@@ -78,6 +79,9 @@ def main():
     ap.add_argument("--seconds", type=int, default=12)
     ap.add_argument("--devices", type=int, default=20)
     ap.add_argument("--seed", type=int, default=int(time.time()))
+    ap.add_argument("--cut-uplink", type=int, default=0,
+                    help="also cut weir's uplink connection this many times (weir reaches the "
+                         "broker through a TCP proxy that is killed and restarted)")
     ap.add_argument("--max-keys", type=int, default=0,
                     help="limits.max_keys for the live run (the reference replay keeps every key "
                          "in memory): spilling must not change any result")
@@ -92,7 +96,25 @@ def main():
     try:
         cfg_path = os.path.join(work, "weir.json")
         db_path = os.path.join(work, "weir.db")
-        write_config(cfg_path, broker.uri, db_path, args.max_keys)
+        proxy = None
+        uplink_uri = None
+        if args.cut_uplink:
+            import socket
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                proxy_port = sock.getsockname()[1]
+            uplink_uri = f"tcp://127.0.0.1:{proxy_port}"
+            broker_port = broker.uri.rsplit(":", 1)[1]
+
+            def start_proxy():
+                p = harness.Process(["socat", f"TCP-LISTEN:{proxy_port},bind=127.0.0.1,fork,"
+                                     "reuseaddr", f"TCP:127.0.0.1:{broker_port}"],
+                                    os.path.join(work, "proxy.log"))
+                procs.append(p)
+                harness.wait_for("the proxy to listen", lambda: harness.port_open(proxy_port), 10)
+                return p
+            proxy = start_proxy()
+        write_config(cfg_path, broker.uri, db_path, args.max_keys, uplink_uri)
         scenario = os.path.join(work, "scenario.json")
         write_scenario(scenario, args.devices, args.seconds)
         sink_db = os.path.join(work, "sink.db")
@@ -125,10 +147,22 @@ def main():
                                record, "--client-id", "crash-sim"], os.path.join(work, "sim.log"))
         procs.append(sim)
 
-        kill_times = sorted(rnd.uniform(0.5, args.seconds - 0.5) for _ in range(args.kills))
+        events = [(rnd.uniform(0.5, args.seconds - 0.5), "kill") for _ in range(args.kills)]
+        events += [(rnd.uniform(0.5, args.seconds - 0.5), "cut") for _ in range(args.cut_uplink)]
+        events.sort()
         t0 = time.monotonic()
-        for k, at in enumerate(kill_times):
+        k = -1
+        for at, what in events:
             time.sleep(max(0.0, at - (time.monotonic() - t0)))
+            if what == "cut":
+                # Every connection through the proxy drops mid-stream (socat's
+                # forked children are in its process group).
+                os.killpg(proxy.proc.pid, signal.SIGKILL)
+                proxy.proc.wait()
+                time.sleep(rnd.uniform(0.2, 1.5))
+                proxy = start_proxy()
+                continue
+            k += 1
             weir.stop(signal.SIGKILL)
             if not integrity_ok(db_path):
                 raise harness.Failure(f"integrity_check failed after kill {k + 1}")
@@ -207,7 +241,8 @@ def main():
                                               f"{seen[key]}\n{text}")
                     repeats += key in seen
                     seen[key] = text
-        print(f"ok: {len(final)} results equal the reference after {args.kills} SIGKILLs; "
+        print(f"ok: {len(final)} results equal the reference after {args.kills} SIGKILLs and "
+              f"{args.cut_uplink} uplink cuts; "
               f"{len(seen)} (id, rev) published, {repeats} repeats, all identical")
         return 0
     except harness.Failure as e:

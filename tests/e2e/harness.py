@@ -32,11 +32,13 @@ def wait_for(what, predicate, timeout_s=30.0, interval_s=0.05):
 
 
 class Broker:
-    def __init__(self, directory, port=None):
+    def __init__(self, directory, port=None, persistence=False):
         self.directory = directory
         args = [sys.executable, BROKER_PY, "start", "--dir", directory]
         if port:
             args += ["--port", str(port)]
+        if persistence:
+            args.append("--persistence")
         out = subprocess.check_output(args, text=True).split()
         self.port, self.pid = int(out[0]), int(out[1])
         self.uri = f"tcp://127.0.0.1:{self.port}"
@@ -123,3 +125,26 @@ def close_enough(a, b):
 
 def temp_dir(prefix):
     return tempfile.mkdtemp(prefix=prefix)
+
+
+def port_open(port):
+    import socket
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def sqlite_count(path, sql):
+    """A count from a SQLite file opened read-only; 0 while it is not there."""
+    if not os.path.exists(path):
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute(sql).fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        return 0
