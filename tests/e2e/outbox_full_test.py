@@ -48,8 +48,10 @@ def main():
         db = os.path.join(work, "weir.db")
         cfg = {
             "gateway": "gw",
+            # With seq, a reading the broker delivers again (the source is
+            # disconnected while ingest is held) is dropped as a duplicate.
             "source": {"broker": source.uri, "topics": [{"topic": "s/{device}"}],
-                       "fields": {"v": "/v"}},
+                       "seq": "/seq", "fields": {"v": "/v"}},
             "pipelines": [{"name": "p", "window": {"type": "tumbling", "size": STEP_MS},
                            "aggregates": {"n": {"count": "*"}, "v": {"sum": "v"}},
                            "event_time": {"idle_timeout": "1h"}}],
@@ -64,7 +66,8 @@ def main():
                                os.path.join(work, "weir.log"))
         procs.append(weir)
         weir.wait_log("subscribed to")
-        lines = [json.dumps({"ts": BASE + i * STEP_MS, "v": i}) for i in range(READINGS)]
+        lines = [json.dumps({"ts": BASE + i * STEP_MS, "seq": i + 1, "v": i})
+                 for i in range(READINGS)]
         harness.publish_lines(source.uri, "s/d1", lines)
         last_window = f"gw/p/d1/{BASE + (READINGS - 2) * STEP_MS}"
         windows = READINGS - 1  # the last reading's window stays open
