@@ -32,20 +32,23 @@ field() { dpkg-deb -f "$deb" "$1"; }
 [[ "$(field Architecture)" == "$arch" ]] || fail "Architecture is '$(field Architecture)'"
 [[ -n "$(field Maintainer)" ]] || fail "no Maintainer"
 [[ "$(field Section)" == net ]] || fail "Section is '$(field Section)'"
-field Description | grep -q "stream processor" || fail "Description: $(field Description)"
+grep -q "stream processor" <<< "$(field Description)" || fail "Description: $(field Description)"
 depends=$(field Depends)
 echo "Depends: $depends"
 # weir links these directly (dpkg-shlibdeps must have found each of them).
 for lib in libc6 libstdc++6 libsqlite3-0 libuv1 libpaho-mqtt1.3 libsystemd0; do
-  grep -Eq "(^|, )$lib( |,|$)" <<< "$depends" || fail "Depends lacks $lib"
+  tr ',' '\n' <<< "$depends" | sed 's/^ *//; s/ .*//' | grep -qxF "$lib" || fail "Depends lacks $lib"
 done
 grep -Eq 'libc6 \(>= [0-9]' <<< "$depends" || fail "libc6 without a minimum version"
+grep -qF 'libpaho-mqtt1.3 (>= 1.3.10)' <<< "$depends" ||
+  fail "Depends lacks libpaho-mqtt1.3 (>= 1.3.10) (journal-before-ack ordering)"
 [[ "$(dpkg-deb -I "$deb" conffiles)" == "/etc/weir/weir.json" ]] ||
   fail "conffiles: $(dpkg-deb -I "$deb" conffiles 2>&1)"
 ok "dpkg-deb -I: Package, Version, Architecture, Depends, conffiles"
 
 # --- file list ---------------------------------------------------------------------
-dpkg-deb -c "$deb" | awk '{print $6}' | sed 's#^\./#/#; s#/$##' | sort > "$tmp/files"
+dpkg-deb -c "$deb" > "$tmp/listing"
+awk '{print $6}' "$tmp/listing" | sed 's#^\./#/#; s#/$##' | sort > "$tmp/files"
 for f in /usr/bin/weir /usr/lib/systemd/system/weir.service /etc/weir/weir.json \
          /usr/share/doc/weir/DEPLOYING.md; do
   grep -qx "$f" "$tmp/files" || fail "package lacks $f"
@@ -54,9 +57,9 @@ if grep -Eq 'weir-sim|weir-sink|/usr/usr|/work/|/include/|\.a$' "$tmp/files"; th
   grep -E 'weir-sim|weir-sink|/usr/usr|/work/|/include/|\.a$' "$tmp/files" >&2
   fail "package holds files a gateway does not need"
 fi
-dpkg-deb -c "$deb" | grep -q -- '-rwxr-xr-x root/root .* ./usr/bin/weir$' ||
+grep -q -- '-rwxr-xr-x root/root .* ./usr/bin/weir$' "$tmp/listing" ||
   fail "/usr/bin/weir is not root-owned 0755"
-dpkg-deb -c "$deb" | grep -q -- '-rw-r--r-- root/root .* ./etc/weir/weir.json$' ||
+grep -q -- '-rw-r--r-- root/root .* ./etc/weir/weir.json$' "$tmp/listing" ||
   fail "/etc/weir/weir.json is not root-owned 0644"
 ok "dpkg-deb -c: $(wc -l < "$tmp/files") entries, weir, unit, config, docs"
 
