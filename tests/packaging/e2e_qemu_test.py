@@ -176,7 +176,7 @@ def main():
         weir_proc.send_signal(signal.SIGTERM)
         rc = weir_proc.wait(timeout=60)
         assert rc == 0, "weir exit code %s:\n%s" % (rc, open(weir_log.name).read())
-        print("ok: aarch64 weir under qemu: readings in, result at weir-sink, clean stop")
+        print("ok: %s weir under qemu: readings in, result at weir-sink, clean stop" % args.target)
         return 0
     finally:
         for p in procs:
