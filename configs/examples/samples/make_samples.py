@@ -83,6 +83,7 @@ def machine_runs(rnd):
 def main():
     rnd = random.Random(7)
     write("demo", demo(rnd))
+    write("gateway", demo(random.Random(11)))  # the packaged config reads the demo's topics
     write("climate-rooms", climate_rooms(rnd))
     write("energy-sites", energy_sites(rnd))
     write("machine-runs", machine_runs(rnd))
