@@ -50,7 +50,7 @@ ok "dpkg-deb -I: Package, Version, Architecture, Depends, conffiles"
 dpkg-deb -c "$deb" > "$tmp/listing"
 awk '{print $6}' "$tmp/listing" | sed 's#^\./#/#; s#/$##' | sort > "$tmp/files"
 for f in /usr/bin/weir /usr/lib/systemd/system/weir.service /etc/weir/weir.json \
-         /usr/share/doc/weir/DEPLOYING.md; do
+         /usr/share/doc/weir/README.md; do
   grep -qx "$f" "$tmp/files" || fail "package lacks $f"
 done
 if grep -Eq 'weir-sim|weir-sink|/usr/usr|/work/|/include/|\.a$' "$tmp/files"; then
