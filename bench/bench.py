@@ -34,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-ALL = ["core", "ingest", "uplink", "footprint"]  # uplink also measures recovery
+ALL = ["core", "ingest", "uplink", "footprint", "peer"]  # uplink also measures recovery
 
 
 # ---------------------------------------------------------------- helpers
@@ -618,6 +618,148 @@ def bench_uplink(ctx):
              "s", higher_is_better=False)
 
 
+# ---------------------------------------------------------------- peer: Node-RED
+
+NODE_RED_FUNC = r"""
+const p = msg.payload;
+let s = context.get('s');
+if (!s) { s = new Map(); context.set('s', s); }
+const w = Math.floor(p.ts / 60000);
+let k = s.get(p.d);
+if (!k) { k = {w: w, sum: 0, n: 0}; s.set(p.d, k); }
+if (k.w !== w) {
+  node.send({payload: {device: p.d, start: k.w * 60000, end: k.w * 60000 + 60000,
+                       count: k.n, temp_avg: k.sum / k.n}});
+  k.w = w; k.sum = 0; k.n = 0;
+}
+k.sum += p.temp; k.n += 1;
+const c = (global.get('count') || 0) + 1;
+const now = Date.now();
+if (c === 1) global.set('first_ms', now);
+global.set('last_ms', now);
+global.set('count', c);
+return null;
+"""
+
+
+def node_red_install(ctx):
+    """npm installs Node-RED 4 (runs on Debian's node 20) into build/bench-peers once."""
+    d = os.path.join(ROOT, "build", "bench-peers", "node-red")
+    red = os.path.join(d, "node_modules", "node-red", "red.js")
+    if not os.path.exists(red):
+        if not shutil.which("npm"):
+            raise RuntimeError("npm not found (apt-get install npm)")
+        os.makedirs(d, exist_ok=True)
+        log("peer: npm install node-red@4")
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error",
+                        "node-red@4"], cwd=d, check=True, stdout=subprocess.DEVNULL)
+    return red
+
+
+def run_node_red_drain(ctx, red, broker, payloads, n, tag):
+    d = tempfile.mkdtemp(dir=ctx.tmp, prefix=f"nodered-{tag}-")
+    port = free_port()
+    flows = [
+        {"id": "t1", "type": "tab", "label": "bench"},
+        {"id": "b1", "type": "mqtt-broker", "broker": "127.0.0.1", "port": str(broker.port),
+         "clientid": f"nodered-bench-{tag}", "cleansession": False, "protocolVersion": "4",
+         "autoConnect": True, "keepalive": "60", "autoUnsubscribe": False},
+        {"id": "in1", "type": "mqtt in", "z": "t1", "topic": "bench/data", "qos": "1",
+         "datatype": "json", "broker": "b1", "wires": [["fn1"]]},
+        {"id": "fn1", "type": "function", "z": "t1", "func": NODE_RED_FUNC, "outputs": 1,
+         "wires": [[]]},
+        {"id": "h1", "type": "http in", "z": "t1", "url": "/count", "method": "get",
+         "wires": [["fn2"]]},
+        {"id": "fn2", "type": "function", "z": "t1", "outputs": 1, "wires": [["r1"]],
+         "func": "msg.payload = {count: global.get('count') || 0, "
+                 "first_ms: global.get('first_ms') || 0, last_ms: global.get('last_ms') || 0}; "
+                 "return msg;"},
+        {"id": "r1", "type": "http response", "z": "t1", "wires": []},
+    ]
+    with open(os.path.join(d, "flows.json"), "w") as f:
+        json.dump(flows, f)
+    with open(os.path.join(d, "settings.js"), "w") as f:
+        f.write("module.exports = {uiPort: %d, uiHost: '127.0.0.1', httpAdminRoot: false, "
+                "flowFile: 'flows.json', credentialSecret: false, "
+                "logging: {console: {level: 'warn'}}};\n" % port)
+
+    def counters():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/count", timeout=1) as r:
+                return json.loads(r.read())
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def count():
+        c = counters()
+        return c["count"] if c else None
+    args = ["node", red, "--settings", os.path.join(d, "settings.js"), "--userDir", d]
+    logf = open(os.path.join(d, "node-red.log"), "w")
+    p = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT)
+    try:
+        wait_for("node-red http", lambda: count() is not None, 60, 0.05)
+
+        def subscribed():  # a probe counted means the persistent session is subscribed
+            subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-q",
+                            "1", "-t", "bench/data", "-m", '{"d":"probe","ts":0,"temp":0}'],
+                           check=True)
+            return (count() or 0) > 0
+        wait_for("node-red subscribed", subscribed, 60, 0.1)
+        idle_kb = vm_hwm_kb(p.pid)
+    finally:
+        # Killed, so its mqtt node cannot unsubscribe the persistent session on close.
+        stop_proc(p, signal.SIGKILL)
+    publish_lines(broker, "bench/data", payloads)
+    p = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT)
+    try:
+        # The function node stamps its first and last message (ms): no polling error.
+        c = wait_for("last reading", lambda: (lambda c: c if c and c["count"] >= n else None)(
+            counters()), 600, 0.05)
+        kb = vm_hwm_kb(p.pid)
+    finally:
+        stop_proc(p)
+    dt = (c["last_ms"] - c["first_ms"]) / 1000.0
+    return (c["count"] - 1) / dt if dt > 0 else None, kb, idle_kb
+
+
+def bench_peer(ctx):
+    a = ctx.args
+    red = node_red_install(ctx)
+    n = 5000 if a.smoke else (50000 if a.quick else 300000)
+    keys = 1000 if a.smoke else 10000
+    payloads = os.path.join(ctx.tmp, "peer-payloads.txt")
+    with open(payloads, "w") as f:
+        for line in ingest_payloads(n, keys):
+            f.write(line + "\n")
+    nr, weir, nr_rss, weir_rss = [], [], [], []
+    for r in range(a.runs):
+        broker = Broker(tempfile.mkdtemp(dir=ctx.tmp, prefix="broker-"))
+        try:
+            v, kb, _idle = run_node_red_drain(ctx, red, broker, payloads, n, f"r{r}")
+            nr.append(v)
+            nr_rss.append(kb / 1024)
+            v, kb = run_weir_drain(ctx, broker, payloads, n, "batch", f"peer{r}")
+            weir.append(v)
+            weir_rss.append(kb / 1024)
+        finally:
+            broker.stop()
+    cases = [
+        case(f"weir drain (batch) tumbling 1 m @{keys} keys, QoS 1", "readings/s", weir,
+             "Node-RED 4 mqtt-in + function node, per-device 1-minute average, same queue", nr,
+             extra={"readings": n}),
+        case(f"weir peak RSS in that run", "MB", weir_rss, "Node-RED peak RSS", nr_rss),
+    ]
+    for c in cases:
+        log(f"peer: {c['name']}: median {c['value']['median']:.1f} ratio {c['ratio']}")
+    ctx.result["peer"] = {"cases": cases, "notes": [
+        "Node-RED 4.x (npm, into build/bench-peers/node-red once; Debian's node 20), headless "
+        "(editor off), an mqtt-in node (QoS 1, persistent session) feeding a function node "
+        "that keeps a per-device 1-minute average and counts readings, read through a small "
+        "http-in endpoint. Drain mode as for ingest, same broker and queue size, in the same "
+        "run; the ratio is weir / Node-RED. Node-RED keeps its windows in memory and stores "
+        "nothing, weir commits to SQLite."]}
+
+
 # ---------------------------------------------------------------- footprint
 
 def bench_footprint(ctx):
@@ -759,7 +901,9 @@ def main():
     ap.add_argument("--profile-note", default=os.path.join(HERE, "profile.md"),
                     help="markdown appended to the report as the profile summary")
     args = ap.parse_args()
-    only = [x for x in args.only.split(",") if x] or ALL
+    # The peer needs npm and a minute of Node-RED start-ups: full runs, or when named.
+    only = [x for x in args.only.split(",") if x] or (
+        [x for x in ALL if x != "peer"] if args.quick else ALL)
     for x in only:
         if x not in ALL:
             ap.error(f"unknown benchmark {x}; known: {', '.join(ALL)}")
@@ -772,6 +916,7 @@ def main():
         with open(args.profile_note) as f:
             ctx.profile = f.read().strip()
     funcs = {"core": bench_core, "ingest": bench_ingest, "uplink": bench_uplink,
+             "peer": bench_peer,
              "footprint": bench_footprint}
     failed = []
     try:
