@@ -280,13 +280,12 @@ def bench_core(ctx):
                  "fields a reading needs, and nothing else.")
     eng = os.path.join(a.bench_dir, "weir_engine_bench")
     if os.path.exists(eng):
-        flt = "BM_Engine/window:0/keys:1000" if a.smoke else (
+        flt = "BM_Engine/window:0/keys:1000$" if a.smoke else (
             "BM_Engine/window:0/keys:(1000|10000)$|BM_Engine/window:[12]/" if a.quick else ".")
         reps = 1 if a.smoke else a.runs
         args = [eng, f"--benchmark_filter={flt}", f"--benchmark_repetitions={reps}",
                 "--benchmark_format=json"]
-        if a.smoke:
-            args.append("--benchmark_min_time=0.05")
+        args.append(f"--benchmark_min_time={0.05 if a.smoke else 0.5}")
         _dt, _cpu, p = timed(args)
         data = json.loads(p.stdout)
         per = {}
@@ -327,7 +326,7 @@ def bench_core(ctx):
         return
     if e is not None and e < 10e6 and os.path.exists(eng):
         rows = perf_profile([eng, "--benchmark_filter=BM_Engine/window:0/keys:10000$",
-                             "--benchmark_min_time=2"])
+                             "--benchmark_min_time=3"])
         ctx.profiles.append(profile_md("Engine, tumbling @10k keys, decoded input", rows))
     if j is not None and j < 1e6 and getattr(ctx, "replay_profile_args", None):
         rows = perf_profile(ctx.replay_profile_args)
