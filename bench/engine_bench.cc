@@ -55,7 +55,8 @@ std::string WindowFor(int kind) {
 }
 
 // Each device sends one reading per second in event time, devices round-robin,
-// as a fleet reporting in lockstep would; processing time follows event time.
+// as a fleet reporting in lockstep would, with a silent minute after every
+// minute; processing time follows event time.
 void BM_Engine(benchmark::State& state) {
   const int kind = static_cast<int>(state.range(0));
   const int keys = static_cast<int>(state.range(1));
@@ -79,7 +80,9 @@ void BM_Engine(benchmark::State& state) {
   Reading r;
   int64_t i = 0;
   auto step = [&] {
-    const int64_t second = i / keys;
+    // After every minute of readings the fleet is silent for a minute, so
+    // sessions (30 s gap) close and fire too.
+    const int64_t second = i / keys + (i / keys / 60) * 60;
     r.device = names[i % keys];
     r.ts_ms = 1700000000000 + second * 1000;
     r.field_mask = 0;
