@@ -74,8 +74,7 @@ size_t FlatBuffersArenaSize(const Schema& schema, size_t count) {
 }
 
 const uint8_t* EncodeFlatBuffers(const Schema& schema, const Reading* readings, size_t count,
-                                 int64_t sent_at, uint8_t* arena, size_t arena_size,
-                                 size_t* size) {
+                                 int64_t sent_at, uint8_t* arena, size_t arena_size, size_t* size) {
   *size = 0;
   arena_size = arena_size / 8 * 8;  // the buffer is built back from the end: keep it aligned
   if (count == 0 || FlatBuffersArenaSize(schema, count) > arena_size) return nullptr;

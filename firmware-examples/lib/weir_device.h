@@ -80,8 +80,7 @@ size_t EncodeJson(const Schema& schema, const Reading* readings, size_t count, i
 // the builder's memory; the finished buffer lies inside it. Returns the
 // buffer (and its size in *size), or nullptr when the arena is too small.
 const uint8_t* EncodeFlatBuffers(const Schema& schema, const Reading* readings, size_t count,
-                                 int64_t sent_at, uint8_t* arena, size_t arena_size,
-                                 size_t* size);
+                                 int64_t sent_at, uint8_t* arena, size_t arena_size, size_t* size);
 
 // The bytes EncodeFlatBuffers needs at most for `count` readings.
 size_t FlatBuffersArenaSize(const Schema& schema, size_t count);
@@ -96,7 +95,11 @@ template <size_t kCapacity, size_t kPayloadBytes = 2048>
 class Device {
  public:
   Device(const Schema& schema, Format format, size_t batch)
-      : schema_(schema), format_(format), batch_(batch < 1 ? 1 : batch > kMaxBatch ? kMaxBatch : batch) {}
+      : schema_(schema),
+        format_(format),
+        batch_(batch < 1           ? 1
+               : batch > kMaxBatch ? kMaxBatch
+                                   : batch) {}
 
   // Stamps and buffers a reading; returns its seq.
   int64_t Record(int64_t ts, const double* values) {
@@ -124,7 +127,8 @@ class Device {
                           sizeof(payload_));
         payload = payload_;
       } else {
-        payload = EncodeFlatBuffers(schema_, scratch_, n, now_ms, payload_, sizeof(payload_), &size);
+        payload =
+            EncodeFlatBuffers(schema_, scratch_, n, now_ms, payload_, sizeof(payload_), &size);
       }
       if (payload == nullptr || size == 0) {
         // Cannot ever fit: drop it rather than block the queue forever.

@@ -64,9 +64,8 @@ TEST(EncodeJsonTest, OneReadingIsAnObjectSeveralAnArray) {
   size_t n = EncodeJson(kSchema, rs, 1, 1500, out, sizeof(out));
   EXPECT_EQ(std::string(out, n), R"({"ts":1000,"seq":1,"sent_at":1500,"t":21.50,"h":40.00})");
   n = EncodeJson(kSchema, rs, 2, 2500, out, sizeof(out));
-  EXPECT_EQ(std::string(out, n),
-            R"([{"ts":1000,"seq":1,"sent_at":2500,"t":21.50,"h":40.00},)"
-            R"({"ts":2000,"seq":2,"sent_at":2500,"t":-3.12,"h":41.25}])");
+  EXPECT_EQ(std::string(out, n), R"([{"ts":1000,"seq":1,"sent_at":2500,"t":21.50,"h":40.00},)"
+                                 R"({"ts":2000,"seq":2,"sent_at":2500,"t":-3.12,"h":41.25}])");
 }
 
 TEST(EncodeJsonTest, TooSmallABufferGivesNothing) {
@@ -123,9 +122,8 @@ TEST(DeviceTest, BuffersWhileAwayDropsOldestAndReplaysInSeqOrder) {
                          }),
             4u);
   ASSERT_EQ(sent.size(), 2u);
-  EXPECT_EQ(sent[0],
-            R"([{"ts":3000,"seq":3,"sent_at":8000,"t":20.00,"h":50.00},)"
-            R"({"ts":4000,"seq":4,"sent_at":8000,"t":20.00,"h":50.00}])");
+  EXPECT_EQ(sent[0], R"([{"ts":3000,"seq":3,"sent_at":8000,"t":20.00,"h":50.00},)"
+                     R"({"ts":4000,"seq":4,"sent_at":8000,"t":20.00,"h":50.00}])");
   EXPECT_NE(sent[1].find(R"("seq":6)"), std::string::npos);
   EXPECT_EQ(device.buffered(), 0u);
   EXPECT_EQ(device.next_seq(), 7);

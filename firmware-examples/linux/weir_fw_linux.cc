@@ -56,22 +56,31 @@ int main(int argc, char** argv) {
   long period_ms = 100, count = 0, batch = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--broker") broker = v;
-    else if (k == "--id") id = v;
-    else if (k == "--topic") topic = v;
-    else if (k == "--status-topic") status_topic = v;
-    else if (k == "--format") format = v;
-    else if (k == "--period-ms") period_ms = atol(v.c_str());
-    else if (k == "--count") count = atol(v.c_str());
-    else if (k == "--batch") batch = atol(v.c_str());
+    if (k == "--broker")
+      broker = v;
+    else if (k == "--id")
+      id = v;
+    else if (k == "--topic")
+      topic = v;
+    else if (k == "--status-topic")
+      status_topic = v;
+    else if (k == "--format")
+      format = v;
+    else if (k == "--period-ms")
+      period_ms = atol(v.c_str());
+    else if (k == "--count")
+      count = atol(v.c_str());
+    else if (k == "--batch")
+      batch = atol(v.c_str());
     else {
       fprintf(stderr, "weir-fw-linux: unknown option %s\n", k.c_str());
       return 2;
     }
   }
   if ((argc - 1) % 2 != 0 || period_ms < 1 || (format != "json" && format != "flatbuffers")) {
-    fprintf(stderr, "usage: weir-fw-linux --broker URI --id ID [--period-ms MS] [--count N] "
-                    "[--batch N] [--format json|flatbuffers] [--topic T] [--status-topic T]\n");
+    fprintf(stderr,
+            "usage: weir-fw-linux --broker URI --id ID [--period-ms MS] [--count N] "
+            "[--batch N] [--format json|flatbuffers] [--topic T] [--status-topic T]\n");
     return 2;
   }
   topic = WithDevice(topic, id);

@@ -19,6 +19,7 @@ device): live arrival is wall-clock time, the record's `t` simulated time.
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,6 +68,7 @@ def main():
     work = harness.temp_dir("weir-simbacklog.")
     broker = harness.Broker(os.path.join(work, "broker"))
     procs = []
+    passed = False
     try:
         scen_path = os.path.join(work, "scenario.json")
         with open(scen_path, "w") as f:
@@ -171,6 +173,7 @@ def main():
             raise
         print(f"ok: {len(final)} windows at the sink equal weir replay --drain; {total} readings "
               f"published and counted once, {sum(dropped.values())} dropped from full buffers")
+        passed = True
         return 0
     except harness.Failure as e:
         print(f"FAIL: {e}\n(work dir kept: {work}, seed {args.seed})")
@@ -180,6 +183,8 @@ def main():
             if p.alive():
                 p.stop(signal.SIGKILL)
         broker.stop()
+        if passed:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import argparse
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -107,6 +108,7 @@ def main():
     jsonschema.Draft202012Validator.check_schema(schema)
     work = harness.temp_dir("weir-scen.")
     broker = harness.Broker(os.path.join(work, "broker"))
+    passed = False
     try:
         paths = sorted(p for p in glob.glob(os.path.join(SCENARIOS, "*.json"))
                        if not p.endswith(".schema.json"))
@@ -117,12 +119,15 @@ def main():
             if name not in RUNS:
                 raise harness.Failure(f"{name}: no run settings in RUNS: add them")
             check(name, path, schema, args.bin, broker, work)
+        passed = True
         return 0
     except (harness.Failure, jsonschema.ValidationError) as e:
         print(f"FAIL: {e}\n(work dir kept: {work})")
         return 1
     finally:
         broker.stop()
+        if passed:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

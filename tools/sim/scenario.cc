@@ -77,7 +77,8 @@ Status ParseField(const std::string& name, const Json& j, const std::string& whe
   RETURN_IF_ERROR(ReadDuration(j, "off", where, &f->off_ms));
   RETURN_IF_ERROR(ReadDuration(j, "every", where, &f->every_ms));
   if (auto lv = j.find("levels"); lv != j.end()) {
-    if (!lv->is_array() || lv->empty()) return InvalidArgument(where + "/levels: a non-empty array");
+    if (!lv->is_array() || lv->empty())
+      return InvalidArgument(where + "/levels: a non-empty array");
     for (const Json& v : *lv) {
       if (!v.is_number()) return InvalidArgument(where + "/levels: numbers only");
       f->levels.push_back(v.get<double>());

@@ -57,8 +57,8 @@ struct StatusConfig {
 
 // A period during which a share of the group is disconnected and buffers.
 struct Disconnect {
-  int64_t at_ms = 0;   // from the start of the run
-  int64_t for_ms = 0;  // length of the outage
+  int64_t at_ms = 0;    // from the start of the run
+  int64_t for_ms = 0;   // length of the outage
   double fraction = 1;  // share of the group's devices affected (drawn per device)
 };
 

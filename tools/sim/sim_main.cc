@@ -126,8 +126,8 @@ int Run(const SimOptions& o) {
   opts.set_automatic_reconnect(1, 10);
   // The simulator's own connection has a real LWT; the devices' status
   // messages go over this one connection (DESIGN 9, tools/sim/README.md).
-  std::string own_status = o.status_topic.empty() ? "weir-sim/" + o.client_id + "/status"
-                                                  : o.status_topic;
+  std::string own_status =
+      o.status_topic.empty() ? "weir-sim/" + o.client_id + "/status" : o.status_topic;
   opts.set_will(mqtt::will_options(own_status, std::string("offline"), 1, true));
   while (!g_stop) {
     try {
@@ -168,12 +168,16 @@ int Run(const SimOptions& o) {
     }
     fates.clear();
   };
+  // Simulated time now; a run stopped early made no reading after it.
+  auto sim_now = [&] {
+    return sim_start + static_cast<int64_t>(static_cast<double>(WallMs() - wall_start) * scale);
+  };
   weir::sim::SimMessage m;
   while (!g_stop && sim.Next(&m, &fates)) {
     write_truth();
     int64_t t = m.time;
     SleepUntil(wall_start + static_cast<int64_t>(static_cast<double>(t - sim_start) / scale));
-    if (g_stop) break;
+    int sent_copies = 0;
     for (int copy = 0; copy < m.copies && !g_stop; ++copy) {
       // Many messages in flight, never waiting on each: wait only when the
       // window is full, on the oldest.
@@ -197,6 +201,7 @@ int Run(const SimOptions& o) {
       }
       if (!sent) break;
       ++published;
+      ++sent_copies;
       if (m.status) {
         ++statuses;
       } else if (copy == 0) {
@@ -213,9 +218,19 @@ int Run(const SimOptions& o) {
         }
       }
     }
+    // The truth follows what went out: a message the stop caught unsent
+    // is reported so.
+    for (auto& r : m.readings) {
+      if (sent_copies > 0) {
+        fates.emplace_back(std::move(r), weir::sim::Fate::kPublished);
+      } else if (r.time <= sim_now()) {
+        fates.emplace_back(std::move(r), weir::sim::Fate::kUnsent);
+      }  // else: not yet made when the run stopped
+    }
+    write_truth();
   }
   write_truth();
-  sim.Finish(&fates);
+  sim.Finish(g_stop ? std::min(sim_now(), sim_end) : sim_end, &fates);
   write_truth();
 
   // Drain the window so what --record lists reached the broker.
@@ -237,8 +252,7 @@ int Run(const SimOptions& o) {
                "weir-sim: published %llu messages (%llu readings, %llu status), %llu readings "
                "dropped from full device buffers%s\n",
                static_cast<unsigned long long>(published),
-               static_cast<unsigned long long>(readings),
-               static_cast<unsigned long long>(statuses),
+               static_cast<unsigned long long>(readings), static_cast<unsigned long long>(statuses),
                static_cast<unsigned long long>(sim.dropped()),
                failed ? (", " + std::to_string(failed) + " not acknowledged").c_str() : "");
   return 0;

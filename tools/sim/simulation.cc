@@ -100,7 +100,6 @@ void Simulation::Emit(int64_t time, size_t device, std::vector<SimReading> readi
   // A duplicate is the same payload published again right away, as a
   // device does when it did not see the PUBACK.
   m.copies = readings.front().duplicate ? 2 : 1;
-  for (const SimReading& r : readings) truth_.emplace_back(r, Fate::kPublished);
   m.readings = std::move(readings);
   ready_.push_back(std::move(m));
 }
@@ -164,10 +163,26 @@ bool Simulation::Next(SimMessage* out, std::vector<std::pair<SimReading, Fate>>*
   return true;
 }
 
-void Simulation::Finish(std::vector<std::pair<SimReading, Fate>>* truth) {
+void Simulation::Finish(int64_t now, std::vector<std::pair<SimReading, Fate>>* truth) {
+  // Everything made but not handed out: backlogs of outages still on, and,
+  // when the run was stopped early, messages not yet due.
+  auto unsent = [&](std::vector<SimReading>& rs) {
+    for (SimReading& r : rs) {
+      if (r.time <= now) truth->emplace_back(std::move(r), Fate::kUnsent);
+    }
+    rs.clear();
+  };
+  for (SimMessage& m : ready_) unsent(m.readings);
+  ready_.clear();
+  while (!events_.empty()) {
+    Event ev = events_.top();
+    events_.pop();
+    unsent(ev.readings);
+  }
   for (DeviceState& st : state_) {
     for (SimReading& r : st.buffered) truth->emplace_back(std::move(r), Fate::kUnsent);
     st.buffered.clear();
+    unsent(st.batch);
   }
 }
 

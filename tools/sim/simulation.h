@@ -36,10 +36,14 @@ class Simulation {
   Simulation(const Scenario& scenario, uint64_t seed, int64_t start_ms, int64_t end_ms);
 
   // The next message in time order; false when the run is over. `truth`
-  // receives the readings whose fate was decided since the last call.
+  // receives the readings dropped from full buffers since the last call;
+  // the caller reports a message's readings once it has published them.
   bool Next(SimMessage* out, std::vector<std::pair<SimReading, Fate>>* truth);
-  // Readings still buffered by disconnected devices, marked kUnsent; call at the end.
-  void Finish(std::vector<std::pair<SimReading, Fate>>* truth);
+  // Readings made but never handed out (still buffered by disconnected
+  // devices, or not yet due when the run was stopped), as kUnsent; call at
+  // the end. Readings after simulated time `now` (a stop before the end)
+  // were never made and are left out.
+  void Finish(int64_t now, std::vector<std::pair<SimReading, Fate>>* truth);
 
   const Fleet& fleet() const { return fleet_; }
   uint64_t dropped() const { return dropped_; }
@@ -56,12 +60,14 @@ class Simulation {
     Kind kind;
     size_t device;
     std::vector<SimReading> readings;
-    bool operator>(const Event& o) const { return std::tie(time, order) > std::tie(o.time, o.order); }
+    bool operator>(const Event& o) const {
+      return std::tie(time, order) > std::tie(o.time, o.order);
+    }
   };
   struct DeviceState {
-    std::vector<SimReading> batch;     // readings not yet in a message
-    std::deque<SimReading> buffered;   // made or due while disconnected
-    int offline_depth = 0;             // overlapping outages
+    std::vector<SimReading> batch;    // readings not yet in a message
+    std::deque<SimReading> buffered;  // made or due while disconnected
+    int offline_depth = 0;            // overlapping outages
   };
 
   void Push(int64_t time, Kind kind, size_t device, std::vector<SimReading> readings);
@@ -71,7 +77,7 @@ class Simulation {
 
   Fleet fleet_;
   int64_t end_ms_;
-  int64_t now_ = 0;      // time of the last event handled: nothing is scheduled before it
+  int64_t now_ = 0;       // time of the last event handled: nothing is scheduled before it
   bool flushed_ = false;  // partial batches sent after the last reading
   uint64_t order_ = 0;
   uint64_t dropped_ = 0;

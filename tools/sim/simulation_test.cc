@@ -32,8 +32,12 @@ SimRun RunAll(const Scenario& s, int64_t duration_ms, uint64_t seed = 1) {
   Simulation sim(s, seed, kStart, kStart + duration_ms);
   SimRun run;
   SimMessage m;
-  while (sim.Next(&m, &run.truth)) run.messages.push_back(m);
-  sim.Finish(&run.truth);
+  while (sim.Next(&m, &run.truth)) {
+    // As weir-sim does once a message is out.
+    for (const SimReading& r : m.readings) run.truth.emplace_back(r, Fate::kPublished);
+    run.messages.push_back(m);
+  }
+  sim.Finish(kStart + duration_ms, &run.truth);
   return run;
 }
 
@@ -77,8 +81,8 @@ TEST(SimulationTest, OutageBuffersDropsOldestAndReplaysAfterOnline) {
       order.push_back(std::to_string(nlohmann::json::parse(m.payload)["seq"].get<int>()));
     }
   }
-  std::vector<std::string> want = {"online", "1", "2", "3", "4", "5", "offline", "online",
-                                   "12", "13", "14", "15"};
+  std::vector<std::string> want = {"online",  "1",      "2",  "3",  "4",  "5",
+                                   "offline", "online", "12", "13", "14", "15"};
   for (int k = 16; k <= 30; ++k) want.push_back(std::to_string(k));
   EXPECT_EQ(order, want);
   EXPECT_EQ(run.messages[6].time, kStart + 5000);   // offline at the outage's start
@@ -197,7 +201,8 @@ TEST(SimulationTest, BadScenariosAreRejectedWithTheirPlace) {
   EXPECT_FALSE(ParseScenario(R"({"groups": [{"format": "xml"}]})").ok());
   EXPECT_FALSE(ParseScenario(R"({"groups": [{"batch": 0}]})").ok());
   EXPECT_FALSE(
-      ParseScenario(R"({"groups": [{"fields": {"i": {"model": "duty_cycle", "on": "1s"}}}]})").ok());
+      ParseScenario(R"({"groups": [{"fields": {"i": {"model": "duty_cycle", "on": "1s"}}}]})")
+          .ok());
   auto bad = ParseScenario(R"({"groups": [{"disconnects": [{"at": "1h"}]}]})");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("/groups/0/disconnects/0/for"), std::string::npos);
