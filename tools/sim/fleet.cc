@@ -29,7 +29,7 @@ uint64_t DeviceSeed(uint64_t seed, size_t index) {
 
 }  // namespace
 
-Fleet::Fleet(const Scenario& scenario, uint64_t seed, int64_t start_ms) {
+Fleet::Fleet(const Scenario& scenario, uint64_t seed, int64_t start_ms) : start_ms_(start_ms) {
   for (const DeviceGroup& g : scenario.groups) {
     for (int64_t n = 1; n <= g.count; ++n) {
       SimDevice d;
@@ -45,7 +45,8 @@ Fleet::Fleet(const Scenario& scenario, uint64_t seed, int64_t start_ms) {
       }
       for (const FieldModel& f : g.fields) {
         d.walk.push_back(f.start);
-        d.phase_ms.push_back(std::uniform_real_distribution<double>(0, f.period_ms)(d.rng));
+        double span = f.model == ValueModel::kDutyCycle ? f.on_ms + f.off_ms : f.period_ms;
+        d.phase_ms.push_back(std::uniform_real_distribution<double>(0, span)(d.rng));
       }
       queue_.push({d.next_ts, devices_.size()});
       devices_.push_back(std::move(d));
@@ -60,7 +61,7 @@ SimReading Fleet::Next() {
   SimReading r;
   r.device = index;
   r.time = ts;
-  r.ts = ts + d.skew_ms;
+  r.ts = DeviceClock(r.device, ts);
   r.seq = ++d.seq;
   const auto& fields = d.group->fields;
   r.values.reserve(fields.size());
@@ -85,6 +86,21 @@ SimReading Fleet::Next() {
       }
       case ValueModel::kConstant:
         break;
+      case ValueModel::kDutyCycle: {
+        int64_t cycle = f.on_ms + f.off_ms;
+        int64_t at = (ts - start_ms_ + static_cast<int64_t>(d.phase_ms[i])) % cycle;
+        v = at < f.on_ms ? f.on_value : f.off_value;
+        if (at < f.on_ms && f.noise > 0) {
+          v += std::normal_distribution<double>(0, f.noise)(d.rng);
+        }
+        break;
+      }
+      case ValueModel::kStep: {
+        // Every device steps at the same instants: set points change fleet-wide.
+        int64_t k = (ts - start_ms_) / f.every_ms;
+        v = f.levels[static_cast<size_t>(k) % f.levels.size()];
+        break;
+      }
     }
     r.values.push_back(Round(v, f.decimals));
   }
@@ -96,12 +112,18 @@ SimReading Fleet::Next() {
   return r;
 }
 
+int64_t Fleet::DeviceClock(size_t device, int64_t time) const {
+  const SimDevice& d = devices_[device];
+  double drift = d.group->clock_drift_ppm * 1e-6 * static_cast<double>(time - start_ms_);
+  return time + d.skew_ms + static_cast<int64_t>(std::llround(drift));
+}
+
 std::string Fleet::Payload(const SimReading& r, int64_t sent_at) const {
   const SimDevice& d = devices_[r.device];
   nlohmann::ordered_json j;
   j["ts"] = r.ts;
   if (d.group->seq) j["seq"] = r.seq;
-  if (d.group->sent_at) j["sent_at"] = sent_at + d.skew_ms;
+  if (d.group->sent_at) j["sent_at"] = DeviceClock(r.device, sent_at);
   for (size_t i = 0; i < r.values.size(); ++i) j[d.group->fields[i].name] = r.values[i];
   return j.dump();
 }

@@ -29,7 +29,7 @@ struct SimDevice {
   const DeviceGroup* group = nullptr;
   std::mt19937_64 rng;
   int64_t next_ts = 0;  // true time of the next reading
-  int64_t skew_ms = 0;  // device clock minus true time
+  int64_t skew_ms = 0;  // device clock minus true time at the start
   int64_t seq = 0;
   std::vector<double> walk;      // random-walk state per field
   std::vector<double> phase_ms;  // sine phase per field
@@ -51,9 +51,14 @@ class Fleet {
   // One --truth line: {"device", "topic", "ts", "seq", "values": {...}}.
   std::string TruthLine(const SimReading& r) const;
 
+  // What device `device`'s clock reads at true time `time` (skew and drift).
+  int64_t DeviceClock(size_t device, int64_t time) const;
+
   const std::vector<SimDevice>& devices() const { return devices_; }
+  int64_t start_ms() const { return start_ms_; }
 
  private:
+  int64_t start_ms_ = 0;
   using Entry = std::pair<int64_t, size_t>;  // (next_ts, device index)
   std::vector<SimDevice> devices_;
   std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> queue_;

@@ -63,9 +63,32 @@ Status ParseField(const std::string& name, const Json& j, const std::string& whe
     f->model = ValueModel::kRandomWalk;
   } else if (model == "constant") {
     f->model = ValueModel::kConstant;
+  } else if (model == "duty_cycle") {
+    f->model = ValueModel::kDutyCycle;
+  } else if (model == "step") {
+    f->model = ValueModel::kStep;
   } else {
     return InvalidArgument(where + "/model: \"" + model +
-                           "\" is not sine, random_walk or constant");
+                           "\" is not sine, random_walk, constant, duty_cycle or step");
+  }
+  RETURN_IF_ERROR(ReadNumber(j, "on_value", where, &f->on_value));
+  RETURN_IF_ERROR(ReadNumber(j, "off_value", where, &f->off_value));
+  RETURN_IF_ERROR(ReadDuration(j, "on", where, &f->on_ms));
+  RETURN_IF_ERROR(ReadDuration(j, "off", where, &f->off_ms));
+  RETURN_IF_ERROR(ReadDuration(j, "every", where, &f->every_ms));
+  if (auto lv = j.find("levels"); lv != j.end()) {
+    if (!lv->is_array() || lv->empty())
+      return InvalidArgument(where + "/levels: a non-empty array");
+    for (const Json& v : *lv) {
+      if (!v.is_number()) return InvalidArgument(where + "/levels: numbers only");
+      f->levels.push_back(v.get<double>());
+    }
+  }
+  if (f->model == ValueModel::kDutyCycle && (f->on_ms <= 0 || f->off_ms <= 0)) {
+    return InvalidArgument(where + ": duty_cycle needs positive \"on\" and \"off\" durations");
+  }
+  if (f->model == ValueModel::kStep && (f->levels.empty() || f->every_ms <= 0)) {
+    return InvalidArgument(where + ": step needs \"levels\" and a positive \"every\"");
   }
   RETURN_IF_ERROR(ReadNumber(j, "mean", where, &f->mean));
   RETURN_IF_ERROR(ReadNumber(j, "value", where, &f->mean));
@@ -115,8 +138,39 @@ Result<Scenario> ParseScenario(const std::string& text) {
     }
     if (d.count < 1) return InvalidArgument(where + "/count: at least 1");
     if (d.period_ms < 1) return InvalidArgument(where + "/period: must be positive");
-    if (d.format != "json") {
-      return InvalidArgument(where + "/format: only \"json\" in this version of weir-sim");
+    if (d.format != "json" && d.format != "flatbuffers") {
+      return InvalidArgument(where + "/format: \"json\" or \"flatbuffers\"");
+    }
+    RETURN_IF_ERROR(ReadNumber(g, "clock_drift_ppm", where, &d.clock_drift_ppm));
+    RETURN_IF_ERROR(ReadDuration(g, "jitter", where, &d.jitter_ms));
+    d.batch = g.value("batch", int64_t{1});
+    d.buffer = g.value("buffer", d.buffer);
+    if (d.batch < 1) return InvalidArgument(where + "/batch: at least 1");
+    if (d.buffer < 0) return InvalidArgument(where + "/buffer: 0 or more readings");
+    if (auto st = g.find("status"); st != g.end()) {
+      if (!st->is_object() || !st->contains("topic") || !(*st)["topic"].is_string()) {
+        return InvalidArgument(where + "/status: an object with a \"topic\"");
+      }
+      d.status.topic = (*st)["topic"].get<std::string>();
+      d.status.online = st->value("online", d.status.online);
+      d.status.offline = st->value("offline", d.status.offline);
+    }
+    if (auto ds = g.find("disconnects"); ds != g.end()) {
+      if (!ds->is_array()) return InvalidArgument(where + "/disconnects: an array");
+      for (size_t k = 0; k < ds->size(); ++k) {
+        const Json& dj = (*ds)[k];
+        std::string dw = where + "/disconnects/" + std::to_string(k);
+        if (!dj.is_object()) return InvalidArgument(dw + ": an object");
+        Disconnect dc;
+        RETURN_IF_ERROR(ReadDuration(dj, "at", dw, &dc.at_ms));
+        RETURN_IF_ERROR(ReadDuration(dj, "for", dw, &dc.for_ms));
+        RETURN_IF_ERROR(ReadNumber(dj, "fraction", dw, &dc.fraction));
+        if (dc.for_ms <= 0) return InvalidArgument(dw + "/for: a positive duration");
+        if (dc.fraction < 0 || dc.fraction > 1) {
+          return InvalidArgument(dw + "/fraction: from 0 to 1");
+        }
+        d.disconnects.push_back(dc);
+      }
     }
     if (d.count > 1 && d.id.find("{n}") == std::string::npos) {
       return InvalidArgument(where + "/id: needs {n} to tell " + std::to_string(d.count) +

@@ -23,7 +23,7 @@
 
 namespace weir::sim {
 
-enum class ValueModel { kSine, kRandomWalk, kConstant };
+enum class ValueModel { kSine, kRandomWalk, kConstant, kDutyCycle, kStep };
 
 struct FieldModel {
   std::string name;  // the payload key
@@ -36,7 +36,30 @@ struct FieldModel {
   double step = 1;                  // random walk: standard deviation of each step
   double min = -1e300;              // random walk: reflected at the bounds
   double max = 1e300;
+  // duty_cycle: `on_value` (+ noise) for `on_ms`, then `off_value` for
+  // `off_ms`, repeating, each device at its own phase (machine runs, sessions).
+  double on_value = 1;
+  double off_value = 0;
+  int64_t on_ms = 0;
+  int64_t off_ms = 0;
+  // step: holds each of `levels` for `every_ms`, in turn (set points, tariffs).
+  std::vector<double> levels;
+  int64_t every_ms = 3600 * 1000;
   int decimals = 2;  // values are rounded to this many decimals
+};
+
+// A device's status messages (its LWT as weir sees it, DESIGN 4 source.status).
+struct StatusConfig {
+  std::string topic;  // with {device}; empty = no status messages
+  std::string online = "online";
+  std::string offline = "offline";
+};
+
+// A period during which a share of the group is disconnected and buffers.
+struct Disconnect {
+  int64_t at_ms = 0;    // from the start of the run
+  int64_t for_ms = 0;   // length of the outage
+  double fraction = 1;  // share of the group's devices affected (drawn per device)
 };
 
 struct DeviceGroup {
@@ -53,6 +76,19 @@ struct DeviceGroup {
   // Probability that a reading is published twice (same payload), as a
   // device does when its PUBACK got lost.
   double duplicates = 0;
+  // The device clock also runs fast (+) or slow (-) by this many parts per
+  // million, so its error grows over the run.
+  double clock_drift_ppm = 0;
+  // Each message leaves up to this long after it was made (uniform), so
+  // messages of one device may arrive out of order.
+  int64_t jitter_ms = 0;
+  // Readings per message: a JSON array or one FlatBuffers batch when above 1.
+  int64_t batch = 1;
+  StatusConfig status;
+  std::vector<Disconnect> disconnects;
+  // Readings a device keeps while disconnected (a ring buffer: the oldest is
+  // dropped when full, as firmware does).
+  int64_t buffer = 10000;
   std::vector<FieldModel> fields;
 };
 

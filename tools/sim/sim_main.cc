@@ -17,11 +17,33 @@
 
 #include "tools/sim/fleet.h"
 #include "tools/sim/scenario.h"
+#include "tools/sim/simulation.h"
 
 namespace {
 
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
+
+std::string Base64(const std::string& in) {
+  static const char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
+    for (int k = 18; k >= 0; k -= 6) out += kAlphabet[(v >> k) & 63];
+  }
+  if (i < in.size()) {
+    uint32_t v = uint8_t(in[i]) << 16;
+    if (i + 1 < in.size()) v |= uint8_t(in[i + 1]) << 8;
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += i + 1 < in.size() ? kAlphabet[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
 
 int64_t WallMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -46,6 +68,7 @@ struct SimOptions {
   std::string record;
   int64_t start_ms = 0;
   std::string client_id;
+  std::string status_topic;
   int max_inflight = 1000;
 };
 
@@ -101,9 +124,15 @@ int Run(const SimOptions& o) {
   opts.set_keep_alive_interval(30);
   opts.set_max_inflight(o.max_inflight);
   opts.set_automatic_reconnect(1, 10);
+  // The simulator's own connection has a real LWT; the devices' status
+  // messages go over this one connection (DESIGN 9, tools/sim/README.md).
+  std::string own_status =
+      o.status_topic.empty() ? "weir-sim/" + o.client_id + "/status" : o.status_topic;
+  opts.set_will(mqtt::will_options(own_status, std::string("offline"), 1, true));
   while (!g_stop) {
     try {
       client.connect(opts)->wait();
+      client.publish(own_status, std::string("online"), 1, true)->wait();
       break;
     } catch (const mqtt::exception& e) {
       std::fprintf(stderr, "weir-sim: cannot connect to %s: %s; retrying\n", o.broker.c_str(),
@@ -114,7 +143,9 @@ int Run(const SimOptions& o) {
 
   int64_t sim_start = o.start_ms > 0 ? o.start_ms : WallMs();
   int64_t wall_start = WallMs();
-  weir::sim::Fleet fleet(*scenario, o.seed, sim_start);
+  int64_t sim_end = duration_ms > 0 ? sim_start + duration_ms : INT64_MAX;
+  weir::sim::Simulation sim(*scenario, o.seed, sim_start, sim_end);
+  const weir::sim::Fleet& fleet = sim.fleet();
   std::fprintf(stderr, "weir-sim: %zu devices, seed %llu, time scale %g, %s\n",
                fleet.devices().size(), static_cast<unsigned long long>(o.seed), scale,
                duration_ms > 0
@@ -122,20 +153,32 @@ int Run(const SimOptions& o) {
                    : "until SIGINT/SIGTERM");
 
   std::deque<mqtt::delivery_token_ptr> inflight;
-  uint64_t published = 0;
-  uint64_t failed = 0;
-  while (!g_stop) {
-    int64_t t = fleet.NextTime();
-    if (duration_ms > 0 && t >= sim_start + duration_ms) break;
+  uint64_t published = 0, readings = 0, statuses = 0, failed = 0;
+  std::vector<std::pair<weir::sim::SimReading, weir::sim::Fate>> fates;
+  auto write_truth = [&] {
+    if (truth.is_open()) {
+      for (const auto& [r, fate] : fates) {
+        std::string line = fleet.TruthLine(r);
+        if (fate != weir::sim::Fate::kPublished) {
+          line.pop_back();  // the closing brace: the fate goes last
+          line += fate == weir::sim::Fate::kDropped ? R"(,"dropped":true})" : R"(,"unsent":true})";
+        }
+        truth << line << '\n';
+      }
+    }
+    fates.clear();
+  };
+  // Simulated time now; a run stopped early made no reading after it.
+  auto sim_now = [&] {
+    return sim_start + static_cast<int64_t>(static_cast<double>(WallMs() - wall_start) * scale);
+  };
+  weir::sim::SimMessage m;
+  while (!g_stop && sim.Next(&m, &fates)) {
+    write_truth();
+    int64_t t = m.time;
     SleepUntil(wall_start + static_cast<int64_t>(static_cast<double>(t - sim_start) / scale));
-    if (g_stop) break;
-    weir::sim::SimReading r = fleet.Next();
-    const weir::sim::SimDevice& d = fleet.devices()[r.device];
-    std::string payload = fleet.Payload(r, /*sent_at=*/t);
-    // A duplicate is the same payload published again right away, as a
-    // device does when it did not see the PUBACK.
-    bool stopped = false;
-    for (int copy = 0; copy < (r.duplicate ? 2 : 1) && !stopped; ++copy) {
+    int sent_copies = 0;
+    for (int copy = 0; copy < m.copies && !g_stop; ++copy) {
       // Many messages in flight, never waiting on each: wait only when the
       // window is full, on the oldest.
       while (inflight.size() >= static_cast<size_t>(o.max_inflight)) {
@@ -149,26 +192,46 @@ int Run(const SimOptions& o) {
       bool sent = false;
       while (!sent && !g_stop) {
         try {
-          inflight.push_back(client.publish(d.topic, payload, 1, false));
+          inflight.push_back(client.publish(m.topic, m.payload.data(), m.payload.size(), 1, false));
           sent = true;
         } catch (const mqtt::exception& e) {
           // Paho's buffer is full while the broker is away: wait and retry.
           SleepUntil(WallMs() + 100);
         }
       }
-      if (!sent) {
-        stopped = true;
-        break;
-      }
+      if (!sent) break;
       ++published;
+      ++sent_copies;
+      if (m.status) {
+        ++statuses;
+      } else if (copy == 0) {
+        readings += m.readings.size();
+      }
       if (record.is_open()) {
-        record << R"({"t":)" << t << R"(,"topic":)" << nlohmann::json(d.topic).dump()
-               << R"(,"payload":)" << payload << "}\n";
+        record << R"({"t":)" << t << R"(,"topic":)" << nlohmann::json(m.topic).dump();
+        if (m.binary) {
+          record << R"(,"payload_b64":")" << Base64(m.payload) << "\"}\n";
+        } else if (m.status) {
+          record << R"(,"payload":)" << nlohmann::json(m.payload).dump() << "}\n";
+        } else {
+          record << R"(,"payload":)" << m.payload << "}\n";
+        }
       }
     }
-    if (stopped) break;
-    if (truth.is_open()) truth << fleet.TruthLine(r) << '\n';
+    // The truth follows what went out: a message the stop caught unsent
+    // is reported so.
+    for (auto& r : m.readings) {
+      if (sent_copies > 0) {
+        fates.emplace_back(std::move(r), weir::sim::Fate::kPublished);
+      } else if (r.time <= sim_now()) {
+        fates.emplace_back(std::move(r), weir::sim::Fate::kUnsent);
+      }  // else: not yet made when the run stopped
+    }
+    write_truth();
   }
+  write_truth();
+  sim.Finish(g_stop ? std::min(sim_now(), sim_end) : sim_end, &fates);
+  write_truth();
 
   // Drain the window so what --record lists reached the broker.
   for (auto& tok : inflight) {
@@ -179,13 +242,18 @@ int Run(const SimOptions& o) {
     }
   }
   try {
+    client.publish(own_status, std::string("offline"), 1, true)->wait_for(std::chrono::seconds(5));
     client.disconnect()->wait_for(std::chrono::seconds(5));
   } catch (const mqtt::exception&) {
   }
   record.close();
   truth.close();
-  std::fprintf(stderr, "weir-sim: published %llu readings%s\n",
+  std::fprintf(stderr,
+               "weir-sim: published %llu messages (%llu readings, %llu status), %llu readings "
+               "dropped from full device buffers%s\n",
                static_cast<unsigned long long>(published),
+               static_cast<unsigned long long>(readings), static_cast<unsigned long long>(statuses),
+               static_cast<unsigned long long>(sim.dropped()),
                failed ? (", " + std::to_string(failed) + " not acknowledged").c_str() : "");
   return 0;
 }
@@ -206,6 +274,9 @@ int main(int argc, char** argv) {
   app.add_option("--record", o.record, "write what was published as weir replay input");
   app.add_option("--start", o.start_ms, "simulated start time, ms since the epoch (default: now)");
   app.add_option("--client-id", o.client_id, "MQTT client id (default weir-sim-<pid>)");
+  app.add_option("--status-topic", o.status_topic,
+                 "retained online/offline of weir-sim itself, with its LWT "
+                 "(default weir-sim/<client-id>/status)");
   app.add_option("--max-inflight", o.max_inflight, "QoS 1 messages awaiting PUBACK")
       ->check(CLI::Range(1, 65535));
   CLI11_PARSE(app, argc, argv);
