@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -31,6 +32,7 @@ struct SinkOptions {
   std::string client_id;
   std::string share;
   std::string username;
+  int db_retry_s = 60;  // how long one message waits for the database
   bool summary = false;
   bool quiet = false;
 };
@@ -51,14 +53,29 @@ class Sink {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<Change> changes;
     weir::Status st;
-    // A busy database (another sink holds the write lock) is worth waiting
-    // for; the broker keeps the message unacknowledged meanwhile.
-    for (int attempt = 0; attempt < 30; ++attempt) {
+    // A busy database (another sink holds the write lock) or one that went
+    // away is worth waiting for, with backoff; the broker keeps the message
+    // unacknowledged meanwhile. After --db-retry seconds we give up (below).
+    auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(options_.db_retry_s);
+    int delay_ms = 100;
+    bool said = false;
+    while (true) {
       changes.clear();
       st = weir::sink::ApplyMessage(store_.get(), msg->get_payload_str(), &counters_, &changes);
-      if (st.ok() || st.code() != weir::StatusCode::kUnavailable) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (st.ok() || st.code() != weir::StatusCode::kUnavailable ||
+          std::chrono::steady_clock::now() >= give_up) {
+        break;
+      }
+      if (!said) {
+        std::fprintf(stderr, "weir-sink: database unavailable (%s); retrying for up to %ds\n",
+                     st.ToString().c_str(), options_.db_retry_s);
+        std::fflush(stderr);
+        said = true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+      delay_ms = std::min(delay_ms * 2, 5000);
     }
+    if (said && st.ok()) std::fprintf(stderr, "weir-sink: database back; committed\n");
     if (!st.ok()) {
       // Returning would acknowledge a message we did not store. Exiting
       // without the PUBACK leaves it with the broker for the next run.
@@ -211,6 +228,9 @@ int main(int argc, char** argv) {
                  "names the persistent session (default weir-sink-<hostname>)");
   app.add_option("--share", o.share, "share the load: subscribe to $share/GROUP/FILTER");
   app.add_option("--username", o.username, "broker user name (password: WEIR_SINK_PASSWORD)");
+  app.add_option("--db-retry", o.db_retry_s,
+                 "seconds to keep retrying a message while the database is unavailable, then "
+                 "exit 1 without acknowledging it (default 60)");
   app.add_flag("--summary", o.summary, "print a JSON summary of the counters at exit");
   app.add_flag("--quiet", o.quiet, "do not print a line per change");
   CLI11_PARSE(app, argc, argv);
