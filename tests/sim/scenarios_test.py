@@ -106,6 +106,15 @@ def main():
     with open(os.path.join(SCENARIOS, "scenario.schema.json")) as f:
         schema = json.load(f)
     jsonschema.Draft202012Validator.check_schema(schema)
+    # The schema can say no: a misspelt key, a bad duration, a duty cycle without "off".
+    for bad in ({"groups": [{"cuont": 3}]}, {"groups": [{"period": "5 s"}]},
+                {"groups": [{"fields": {"i": {"model": "duty_cycle", "on": "1m"}}}]}):
+        try:
+            jsonschema.validate(bad, schema)
+        except jsonschema.ValidationError:
+            continue
+        print(f"FAIL: the schema accepts {bad}")
+        return 1
     work = harness.temp_dir("weir-scen.")
     broker = harness.Broker(os.path.join(work, "broker"))
     passed = False

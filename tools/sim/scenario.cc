@@ -53,10 +53,35 @@ Status ReadNumber(const Json& obj, const char* key, const std::string& where, do
   return Status::Ok();
 }
 
+Status ReadInt(const Json& obj, const char* key, const std::string& where, int64_t* out) {
+  auto it = obj.find(key);
+  if (it == obj.end()) return Status::Ok();
+  if (!it->is_number_integer()) return InvalidArgument(where + "/" + key + ": not an integer");
+  *out = it->get<int64_t>();
+  return Status::Ok();
+}
+
+Status ReadString(const Json& obj, const char* key, const std::string& where, std::string* out) {
+  auto it = obj.find(key);
+  if (it == obj.end()) return Status::Ok();
+  if (!it->is_string()) return InvalidArgument(where + "/" + key + ": not a string");
+  *out = it->get<std::string>();
+  return Status::Ok();
+}
+
+Status ReadBool(const Json& obj, const char* key, const std::string& where, bool* out) {
+  auto it = obj.find(key);
+  if (it == obj.end()) return Status::Ok();
+  if (!it->is_boolean()) return InvalidArgument(where + "/" + key + ": not true or false");
+  *out = it->get<bool>();
+  return Status::Ok();
+}
+
 Status ParseField(const std::string& name, const Json& j, const std::string& where, FieldModel* f) {
   if (!j.is_object()) return InvalidArgument(where + ": a field model is an object");
   f->name = name;
-  std::string model = j.value("model", "sine");
+  std::string model = "sine";
+  RETURN_IF_ERROR(ReadString(j, "model", where, &model));
   if (model == "sine") {
     f->model = ValueModel::kSine;
   } else if (model == "random_walk") {
@@ -124,12 +149,13 @@ Result<Scenario> ParseScenario(const std::string& text) {
     std::string where = "/groups/" + std::to_string(i);
     if (!g.is_object()) return InvalidArgument(where + ": a group is an object");
     DeviceGroup d;
-    d.count = g.value("count", int64_t{1});
-    d.id = g.value("id", d.id);
-    d.topic = g.value("topic", d.topic);
-    d.format = g.value("format", d.format);
-    d.seq = g.value("seq", true);
-    d.sent_at = g.value("sent_at", true);
+    // Wrong types are errors with their place, never exceptions.
+    RETURN_IF_ERROR(ReadInt(g, "count", where, &d.count));
+    RETURN_IF_ERROR(ReadString(g, "id", where, &d.id));
+    RETURN_IF_ERROR(ReadString(g, "topic", where, &d.topic));
+    RETURN_IF_ERROR(ReadString(g, "format", where, &d.format));
+    RETURN_IF_ERROR(ReadBool(g, "seq", where, &d.seq));
+    RETURN_IF_ERROR(ReadBool(g, "sent_at", where, &d.sent_at));
     RETURN_IF_ERROR(ReadDuration(g, "period", where, &d.period_ms));
     RETURN_IF_ERROR(ReadDuration(g, "clock_skew", where, &d.clock_skew_ms));
     RETURN_IF_ERROR(ReadNumber(g, "duplicates", where, &d.duplicates));
@@ -143,8 +169,8 @@ Result<Scenario> ParseScenario(const std::string& text) {
     }
     RETURN_IF_ERROR(ReadNumber(g, "clock_drift_ppm", where, &d.clock_drift_ppm));
     RETURN_IF_ERROR(ReadDuration(g, "jitter", where, &d.jitter_ms));
-    d.batch = g.value("batch", int64_t{1});
-    d.buffer = g.value("buffer", d.buffer);
+    RETURN_IF_ERROR(ReadInt(g, "batch", where, &d.batch));
+    RETURN_IF_ERROR(ReadInt(g, "buffer", where, &d.buffer));
     if (d.batch < 1) return InvalidArgument(where + "/batch: at least 1");
     if (d.buffer < 0) return InvalidArgument(where + "/buffer: 0 or more readings");
     if (auto st = g.find("status"); st != g.end()) {
@@ -152,8 +178,8 @@ Result<Scenario> ParseScenario(const std::string& text) {
         return InvalidArgument(where + "/status: an object with a \"topic\"");
       }
       d.status.topic = (*st)["topic"].get<std::string>();
-      d.status.online = st->value("online", d.status.online);
-      d.status.offline = st->value("offline", d.status.offline);
+      RETURN_IF_ERROR(ReadString(*st, "online", where + "/status", &d.status.online));
+      RETURN_IF_ERROR(ReadString(*st, "offline", where + "/status", &d.status.offline));
     }
     if (auto ds = g.find("disconnects"); ds != g.end()) {
       if (!ds->is_array()) return InvalidArgument(where + "/disconnects: an array");

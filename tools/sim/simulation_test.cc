@@ -200,6 +200,8 @@ TEST(SimulationTest, ClockDriftGrowsWithTime) {
 TEST(SimulationTest, BadScenariosAreRejectedWithTheirPlace) {
   EXPECT_FALSE(ParseScenario(R"({"groups": [{"format": "xml"}]})").ok());
   EXPECT_FALSE(ParseScenario(R"({"groups": [{"batch": 0}]})").ok());
+  EXPECT_FALSE(ParseScenario(R"({"groups": [{"batch": "3"}]})").ok());  // an error, not a throw
+  EXPECT_FALSE(ParseScenario(R"({"groups": [{"status": {"topic": "s", "online": 1}}]})").ok());
   EXPECT_FALSE(
       ParseScenario(R"({"groups": [{"fields": {"i": {"model": "duty_cycle", "on": "1s"}}}]})")
           .ok());
