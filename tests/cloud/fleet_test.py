@@ -5,7 +5,8 @@ Mosquitto; two weir-sinks share one subscription (--share) into one
 PostgreSQL. During the run one sink and one gateway are killed with SIGKILL
 and restarted, the cloud broker is restarted, and one gateway's devices go
 offline for a while (its weir-sim is stopped with SIGSTOP and continued: the
-current weir-sim has no offline feature yet, so this is the simple version).
+current weir-sim has no offline feature yet, so this is the simple version; the
+held readings then arrive in a burst, so it makes no event-time gap).
 
 allowed_lateness (1h) is longer than any outage, so nothing may be dropped.
 Afterwards a reading far ahead per device closes every window, and:

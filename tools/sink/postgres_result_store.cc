@@ -37,6 +37,9 @@ class PostgresResultStore : public ResultStore {
       // PQerrorMessage names host and database, never the password.
       return Unavailable(std::string("cannot connect to PostgreSQL: ") + PQerrorMessage(conn_));
     }
+    // CREATE TABLE IF NOT EXISTS says NOTICE on every start: not news.
+    PQsetNoticeProcessor(
+        conn_, [](void*, const char*) {}, nullptr);
     RETURN_IF_ERROR(Exec(kSchema));
     return Prepare();
   }
