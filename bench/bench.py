@@ -869,6 +869,12 @@ def write_report(ctx, out_dir, started):
         lines.append(f"| {g['goal']} | {fmt(g['measured'])} {g['unit']} | {fmt(g['target'])} | "
                      f"{met}" + (f" ({g['ratio_to_target']:.3g}x of target)"
                                  if g["ratio_to_target"] else "") + " |")
+    lines += ["", "Not measured yet (issue 10): FlatBuffers input for core; allocations per "
+              "reading of the whole `weir replay` (the Engine's are counted); memory over a "
+              "simulated 6 h offline period with a 1M-reading backlog; the 1M-row outbox and "
+              "1M-row recovery of the issue (full runs use 200k rows, quick runs 20k); a bare "
+              "Paho publisher as the uplink baseline (mosquitto_pub -l stands in); the aarch64 "
+              "size unless build/release-aarch64 exists."]
     for name, b in ctx.result.items():
         lines += ["", f"## {name}", "",
                   "| case | unit | min | median | max | baseline median | ratio | extra |",
@@ -942,7 +948,10 @@ def main():
         write_report(ctx, args.out_dir, started)
         log(f"wrote {args.out_dir}/report.md and report.json")
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if os.environ.get("WEIR_BENCH_KEEP"):
+            log(f"kept {tmp} (WEIR_BENCH_KEEP)")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     return 1 if failed else 0
 
 
