@@ -64,16 +64,7 @@ class ReplayStore : public EngineOutput {
 
   void OnResult(int pipeline, const ResultRecord& r) override {
     results_->OnResult(pipeline, r);
-    OutboxEntry e;
-    e.kind = r.retracted ? OutboxKind::kRetraction : OutboxKind::kResult;
-    e.id = r.id;
-    e.rev = r.rev;
-    e.pipeline = r.pipeline;
-    e.window_start = r.start;
-    e.window_end = r.end;
-    AppendResultJson(r, &e.payload);
-    e.created_ms = now_ms_;
-    batch_.outbox.push_back(std::move(e));
+    batch_.outbox.push_back(ResultOutboxEntry(r, now_ms_));
   }
 
   void Begin(const Config& config) {

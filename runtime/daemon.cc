@@ -142,17 +142,7 @@ class OutboxCollector : public EngineOutput {
   void set_now(int64_t now_ms) { now_ms_ = now_ms; }
 
   void OnResult(int, const ResultRecord& r) override {
-    OutboxEntry e;
-    e.kind = r.retracted ? OutboxKind::kRetraction : OutboxKind::kResult;
-    e.id = r.id;
-    e.rev = r.rev;
-    e.pipeline = r.pipeline;
-    e.window_start = r.start;
-    e.window_end = r.end;
-    AppendResultJson(r, &e.payload);
-    e.created_ms = now_ms_;
-    batch_->outbox.push_back(std::move(e));
-    ++results_;
+    batch_->outbox.push_back(ResultOutboxEntry(r, now_ms_));
   }
 
   void OnLateSide(int pipeline_index, const Reading& reading, int64_t ts_ms) override {
@@ -196,12 +186,10 @@ class OutboxCollector : public EngineOutput {
     for (const auto& p : config->pipelines) pipeline_names_.push_back(p.name);
   }
 
-  int64_t results() const { return results_; }
 
  private:
   CommitBatch* batch_ = nullptr;
   int64_t now_ms_ = 0;
-  int64_t results_ = 0;
   std::vector<std::string> field_names_storage_;
   const std::vector<std::string>* field_names_ = &field_names_storage_;
   std::vector<std::string> pipeline_names_;

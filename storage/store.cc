@@ -43,6 +43,19 @@ void BatchStateWriter::Erase(std::string_view pipeline_id, char kind, std::strin
   batch_->state.push_back({std::string(pipeline_id), kind, std::string(id), {}, true});
 }
 
+OutboxEntry ResultOutboxEntry(const ResultRecord& r, int64_t created_ms) {
+  OutboxEntry e;
+  e.kind = r.retracted ? OutboxKind::kRetraction : OutboxKind::kResult;
+  e.id = r.id;
+  e.rev = r.rev;
+  e.pipeline = r.pipeline;
+  e.window_start = r.start;
+  e.window_end = r.end;
+  AppendResultJson(r, &e.payload);
+  e.created_ms = created_ms;
+  return e;
+}
+
 StoreOptions StoreOptionsFromConfig(const Config& config) {
   StoreOptions o;
   o.path = config.storage.path;

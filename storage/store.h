@@ -26,6 +26,7 @@
 
 #include "config/config.h"
 #include "core/message.h"
+#include "core/result.h"
 #include "core/status.h"
 #include "operators/engine.h"
 
@@ -62,6 +63,10 @@ struct OutboxEntry {
   std::string payload;     // the JSON text published upstream
   int64_t created_ms = 0;  // processing time of the step that emitted it
 };
+
+// The outbox row of a result or retraction: its id, rev, pipeline, window
+// and JSON text, emitted at processing time `created_ms`.
+OutboxEntry ResultOutboxEntry(const ResultRecord& result, int64_t created_ms);
 
 // A pending outbox row as read back.
 struct OutboxRow : OutboxEntry {
