@@ -232,6 +232,22 @@ const char* RejectReasonName(RejectReason reason) {
   return "unknown";
 }
 
+// The channel of a FlatBuffers batch that feeds `field` (see Impl::channel_names):
+// the unescaped token of a one-level pointer, else the field's name.
+static std::string ChannelName(const NamedPath& field) {
+  const std::string& p = field.path;
+  if (p.size() < 2 || p[0] != '/' || p.find('/', 1) != std::string::npos) return field.name;
+  std::string token;
+  for (size_t i = 1; i < p.size(); ++i) {
+    if (p[i] == '~' && i + 1 < p.size() && (p[i + 1] == '0' || p[i + 1] == '1')) {
+      token += p[++i] == '0' ? '~' : '/';
+    } else {
+      token += p[i];
+    }
+  }
+  return token;
+}
+
 // How one template's captures map onto the reading.
 struct CapturePlan {
   std::vector<int> attribute;  // per capture: attribute index, or -1
@@ -252,7 +268,10 @@ struct MessageDecoder::Impl {
   };
   std::vector<FieldPath> fields;
   std::vector<FieldPath> tags;  // index = attribute index
-  std::vector<std::string> field_names;
+  // Per field, the FlatBuffers channel name that feeds it: the one token of its JSON
+  // pointer ("temp": "/t" reads channel "t", as a JSON reading's "t" key), or the field's
+  // own name when the pointer has more levels.
+  std::vector<std::string> channel_names;
   std::vector<CapturePlan> data_plans;
   std::vector<PayloadFormat> formats;
   CapturePlan status_plan;
@@ -435,8 +454,8 @@ struct MessageDecoder::Impl {
       for (const flatbuffers::String* name : *batch->channels()) {
         int index = -1;
         if (name != nullptr) {
-          auto it = std::find(field_names.begin(), field_names.end(), name->string_view());
-          if (it != field_names.end()) index = static_cast<int>(it - field_names.begin());
+          auto it = std::find(channel_names.begin(), channel_names.end(), name->string_view());
+          if (it != channel_names.end()) index = static_cast<int>(it - channel_names.begin());
         }
         channel_field.push_back(index);
       }
@@ -572,7 +591,7 @@ Result<std::unique_ptr<MessageDecoder>> MessageDecoder::Create(const Config& con
   for (size_t i = 0; i < src.fields.size(); ++i) {
     RETURN_IF_ERROR(CheckPointer(src.fields[i].path, "field path"));
     impl->fields.push_back({static_cast<int>(i), src.fields[i].path});
-    impl->field_names.push_back(src.fields[i].name);
+    impl->channel_names.push_back(ChannelName(src.fields[i]));
   }
   for (const NamedPath& tag : src.tags) {
     RETURN_IF_ERROR(CheckPointer(tag.path, "tag path"));

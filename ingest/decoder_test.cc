@@ -289,6 +289,32 @@ TEST(Decoder, FlatbufferWithoutSeqGroupsByTs) {
   EXPECT_FALSE(m.readings[1].HasField(kAmps));
 }
 
+TEST(Decoder, FlatbufferChannelsFeedTheFieldWhosePointerNamesThem) {
+  // "temp": "/t" reads key "t" of a JSON reading, so it reads channel "t" of a batch too;
+  // a channel named like the field ("temp") is not the same thing. A pointer of more
+  // levels has no channel token: the field's own name is the channel.
+  Config c = ExampleConfig();
+  c.source.fields = {{"temp", "/t"}, {"amps", "/power/a"}};
+  auto d = Make(c);
+  std::string payload = Batch("x", {"temp", "t", "amps", "a"},
+                              {fb::Sample(1000, 1, 0, 99.0), fb::Sample(1000, 1, 1, 21.5),
+                               fb::Sample(1000, 1, 2, 0.5), fb::Sample(1000, 1, 3, 7.0)},
+                              0, true);
+  const DecodedMessage& m = d->Decode("s/a/d7/batch", payload, 0);
+  ASSERT_EQ(m.reading_count, 1u);
+  EXPECT_EQ(m.readings[0].field[kTemp], 21.5);
+  EXPECT_EQ(m.readings[0].field[kAmps], 0.5);
+  // An escaped token: "/a~1b" is the key "a/b".
+  c.source.fields = {{"temp", "/a~1b"}, {"amps", "/x~0y"}};
+  d = Make(c);
+  payload = Batch("x", {"a/b", "x~y"}, {fb::Sample(1000, 1, 0, 1.0), fb::Sample(1000, 1, 1, 2.0)},
+                  0, true);
+  const DecodedMessage& m2 = d->Decode("s/a/d7/batch", payload, 0);
+  ASSERT_EQ(m2.reading_count, 1u);
+  EXPECT_EQ(m2.readings[0].field[kTemp], 1.0);
+  EXPECT_EQ(m2.readings[0].field[kAmps], 2.0);
+}
+
 TEST(Decoder, FlatbufferFailuresRejectTheWholeBatch) {
   auto d = Make(ExampleConfig());
   std::string good = Batch("x", {"temp"}, {fb::Sample(1000, 1, 0, 1.0)}, 0, true);
