@@ -834,12 +834,10 @@ void Parser::BuildWindow(const Json& w, const std::string& ptr, WindowConfig* ou
               std::to_string(out->hop_ms) + "ms)",
           hint);
   }
-  if (out->hop_ms > 0 && out->offset_ms >= out->hop_ms)
-    Error(ptr + "/offset",
-          "offset is not less than the " +
-              std::string(out->type == WindowType::kHopping ? "hop" : "size"),
-          "use an offset below " + std::to_string(out->hop_ms) + "ms (offsets repeat every " +
-              (out->type == WindowType::kHopping ? "hop" : "size") + ")");
+  // Window starts satisfy (s - offset) mod hop = 0 (DESIGN 5.1, floor modulo), so any
+  // offset is valid and offsets a whole hop apart give the same windows: keep the
+  // smallest, which is what the engine and the memory budget expect.
+  if (out->hop_ms > 0) out->offset_ms = ((out->offset_ms % out->hop_ms) + out->hop_ms) % out->hop_ms;
 }
 
 std::string Hex(const unsigned char* data, size_t n) {

@@ -125,7 +125,9 @@ std::vector<ConfigKey> BuildTable() {
       Row("/source/fields", T::kMap)
           .Default("{}")
           .Help("numeric fields: name -> JSON pointer into the reading"),
-      Row("/source/fields/*", T::kPointer).Help("JSON pointer to a numeric value"),
+      Row("/source/fields/*", T::kPointer)
+          .Help("JSON pointer to a numeric value; in a FlatBuffers batch, \"/t\" reads channel "
+                "\"t\""),
       Row("/source/tags", T::kMap)
           .Default("{}")
           .Help("attributes from the payload: name -> JSON pointer; usable in key and where"),
@@ -631,8 +633,9 @@ std::string GenerateConfigReference() {
          "- Aggregates: exactly one kind per entry; the field must be declared in "
          "`source.fields`; `\"*\"` only with `count`; `q` with `quantile` only.\n"
          "- Windows: `tumbling` takes `size` (and `offset`); `hopping` takes `size`, `hop` (size a "
-         "multiple of hop) and `offset`; `session` takes `gap` (and `max_duration`). `offset` is "
-         "below the hop.\n"
+         "multiple of hop) and `offset`; `session` takes `gap` (and `max_duration`). Window starts "
+         "satisfy `(start - offset) mod hop = 0`, so an `offset` of a hop or more is the same "
+         "as its remainder.\n"
          "- Pipeline names are unique. `uplink` is required by `weir run` only. "
          "`event_time.clock: \"corrected\"` needs `source.sent_at`. `tls` needs an `ssl://` or "
          "`wss://` uplink, and `cert` and `key` go together. A key given twice in one object is "

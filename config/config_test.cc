@@ -418,8 +418,11 @@ TEST(Rules, Windows) {
   EXPECT_TRUE(Has(Errors(j), "/pipelines/0/window/size", "missing required key"));
   j["pipelines"][0]["window"] = {{"type", "tumbling"}, {"size", "1m"}, {"gap", "1m"}};
   EXPECT_TRUE(Has(Errors(j), "/pipelines/0/window/gap", "does not apply"));
-  j["pipelines"][0]["window"] = {{"type", "tumbling"}, {"size", "1m"}, {"offset", "1m"}};
-  EXPECT_TRUE(Has(Errors(j), "/pipelines/0/window/offset", "below 60000ms"));
+  // Offsets a whole hop apart give the same windows (floor modulo, DESIGN 5.1).
+  j["pipelines"][0]["window"] = {{"type", "tumbling"}, {"size", "1m"}, {"offset", "150s"}};
+  EXPECT_EQ(MustParse(j).pipelines[0].window.offset_ms, 30000);
+  j["pipelines"][0]["window"] = {{"type", "hopping"}, {"size", "15m"}, {"hop", "5m"}, {"offset", "5m"}};
+  EXPECT_EQ(MustParse(j).pipelines[0].window.offset_ms, 0);
   j["pipelines"][0]["window"] = {{"type", "session"}, {"size", "1m"}};
   auto session_errors = Errors(j);
   EXPECT_TRUE(Has(session_errors, "/pipelines/0/window/gap", "missing required key"));
