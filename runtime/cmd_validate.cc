@@ -3,6 +3,9 @@
 // budget estimate; with --db, what starting on that database would do to each
 // pipeline (DESIGN 6.5). Exit 0 valid, 2 invalid, 1 when the file or the
 // database cannot be read.
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
 #include <ctime>
@@ -129,7 +132,29 @@ std::string UtcTime(int64_t ms) {
   return buf;
 }
 
+// The error list is validate's report, so it goes to stdout like the summary of a valid
+// config; as errors it goes to stderr too, unless both are the same file (a terminal),
+// where it would show twice.
+void PrintErrorReport(const std::string& report) {
+  std::fputs(report.c_str(), stdout);
+  std::fflush(stdout);
+  struct stat out, err;
+  bool same = fstat(fileno(stdout), &out) == 0 && fstat(fileno(stderr), &err) == 0 &&
+              out.st_dev == err.st_dev && out.st_ino == err.st_ino;
+  if (!same) std::fputs(report.c_str(), stderr);
+}
+
 int ReportStart(const Config& config, const std::string& db_path) {
+  // A database that does not exist yet is a fresh start: weir run creates it and starts
+  // every pipeline empty at generation 0.
+  struct stat st;
+  if (stat(db_path.c_str(), &st) != 0 && errno == ENOENT) {
+    std::printf("database  %s: does not exist yet; weir run creates it\n", db_path.c_str());
+    for (const PipelinePlan& p : PlanStart(config, {}))
+      std::printf("  %s: new (starts empty, ids %s)\n", p.name.c_str(),
+                  PipelineIdPart(p.name, p.generation).c_str());
+    return 0;
+  }
   // Read-only: never creates the file, never writes, safe while weir runs.
   auto reader = StoreReader::Open(db_path, /*read_only=*/true);
   if (!reader.ok()) {
@@ -280,13 +305,14 @@ int RunValidate(const ValidateOptions& options) {
   std::vector<ConfigError> errors;
   std::optional<Config> config = LoadConfigFile(options.config_path, &errors);
   if (!config) {
-    std::fputs(FormatConfigErrors(options.config_path, errors).c_str(), stderr);
     // A file that cannot be read is "unusable" (1); one that can but is wrong is "invalid" (2).
     bool unreadable = errors.size() == 1 && errors[0].pointer.empty() &&
                       errors[0].message.rfind("cannot read", 0) == 0;
+    std::string report = FormatConfigErrors(options.config_path, errors);
     if (!unreadable)
-      std::fprintf(stderr, "%s: %zu error%s\n", options.config_path.c_str(), errors.size(),
-                   errors.size() == 1 ? "" : "s");
+      report += options.config_path + ": " + std::to_string(errors.size()) + " error" +
+                (errors.size() == 1 ? "" : "s") + "\n";
+    PrintErrorReport(report);
     return unreadable ? 1 : 2;
   }
   const Config& c = *config;

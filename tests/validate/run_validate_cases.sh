@@ -20,6 +20,13 @@ for config in "$cases"/*.json; do
   rc=0
   stderr="$("$weir" validate "$config" 2>&1 >/dev/null)" || rc=$?
   [[ $rc -eq 2 ]] || fail "$(basename "$config"): exit $rc, want 2"
+  # The error list is the report: on stdout as well as on stderr.
+  stdout="$("$weir" validate "$config" 2>/dev/null)" || true
+  [[ "$stdout" == "$stderr" ]] || fail "$(basename "$config"): stdout and stderr differ:
+--- stdout
+$stdout
+--- stderr
+$stderr"
   while IFS= read -r line || [[ -n "$line" ]]; do
     [[ -z "$line" ]] && continue
     pointer="${line%% *}"
@@ -54,6 +61,14 @@ err="$("$weir" validate "$valid" --memory 4GB 2>&1 >/dev/null)" || rc=$?
 rc=0
 "$weir" validate "$cases/does-not-exist.json" 2>/dev/null || rc=$?
 [[ $rc -eq 1 ]] || fail "missing file: exit $rc, want 1"
+
+# --db on a file that does not exist yet: a fresh start (every pipeline new), nothing created.
+rc=0
+fresh="$(mktemp -d)/fresh.db"
+out="$("$weir" validate "$valid" --db "$fresh")" || rc=$?
+[[ $rc -eq 0 && "$out" == *"does not exist yet"* && "$out" == *": new (starts empty, ids "* &&
+   ! -e "$fresh" ]] || fail "--db on a missing file: exit $rc, want 0, every pipeline new and no file; got: $out"
+rmdir "$(dirname "$fresh")"
 
 echo "$count broken configs checked, $failures failure(s)"
 [[ $failures -eq 0 ]]
