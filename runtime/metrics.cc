@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "core/log.h"
+#include "core/text.h"
 #include "runtime/processor.h"
 
 namespace weir {
@@ -55,12 +56,14 @@ class Writer {
       out_.push_back('}');
     }
     out_.push_back(' ');
-    char buf[40];
-    if (std::isfinite(value) && value == std::floor(value) && std::fabs(value) < 1e15)
-      std::snprintf(buf, sizeof buf, "%" PRId64, static_cast<int64_t>(value));
+    // Shortest round-trip form: a start time in seconds needs all its digits.
+    if (std::isnan(value))
+      out_.append("NaN");
+    else if (std::isinf(value))
+      out_.append(value > 0 ? "+Inf" : "-Inf");
     else
-      std::snprintf(buf, sizeof buf, "%.6g", value);
-    out_.append(buf).push_back('\n');
+      AppendKeyNumber(value, &out_);
+    out_.push_back('\n');
   }
   std::string Take() { return std::move(out_); }
 
@@ -184,7 +187,9 @@ std::string RenderPrometheus(const MetricsSnapshot& s) {
   w.Sample(static_cast<double>(s.store.used_bytes));
   w.Family("weir_storage_file_bytes", "gauge", "Database file plus WAL on disk.");
   w.Sample(static_cast<double>(s.store.file_bytes));
-  w.Family("weir_storage_limit_bytes", "gauge", "storage.max_bytes (0: unbounded).");
+  w.Family("weir_storage_limit_bytes", "gauge",
+           "Pages in use at which on_full acts: storage.max_bytes less room kept for the WAL "
+           "and the transaction in flight (0: unbounded).");
   w.Sample(static_cast<double>(s.store.limit_bytes));
   w.Family("weir_storage_full", "gauge", "1 while on_full: block holds ingest back.");
   w.Sample(s.store.full ? 1 : 0);

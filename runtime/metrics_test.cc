@@ -13,7 +13,7 @@ namespace {
 
 MetricsSnapshot Example() {
   MetricsSnapshot s;
-  s.start_time_ms = 1700000000000;
+  s.start_time_ms = 1700000000123;
   s.readings = 42;
   s.rejected[static_cast<size_t>(RejectReason::kBadJson)] = 3;
   s.duplicates = 5;
@@ -67,6 +67,8 @@ TEST(RenderPrometheus, SamplesWithLabelsAndUnits) {
   EXPECT_TRUE(HasLine(t, "weir_config_reloads_total{result=\"applied\"} 2"));
   EXPECT_TRUE(HasLine(t, "weir_config_reloads_total{result=\"rejected\"} 1"));
   EXPECT_TRUE(HasLine(t, "weir_source_connected 0"));
+  // Every digit of a large non-integral value (a 6-digit form would be off by minutes).
+  EXPECT_TRUE(HasLine(t, "weir_start_time_seconds 1700000000.123")) << t;
 }
 
 TEST(RenderPrometheus, EverySampleBelongsToATypedFamily) {

@@ -260,6 +260,10 @@ def main():
         rc, out, err = status(weir, "--db", db, "--url", url)
         check(rc == 0 and "pipeline    climate: generation 0" in out and "uplink      connected" in out,
               f"human status:\n{out}{err}")
+        # The database readable, the URL not: exit 0 (DESIGN 3), the URL's error reported.
+        rc, out, err = status(weir, "--db", db, "--url", "http://127.0.0.1:1/metrics")
+        check(rc == 0 and "cannot read http://127.0.0.1:1/metrics" in out + err,
+              f"status with a good --db and a dead --url exits 0 and says so (rc {rc}):\n{out}{err}")
 
         # ---- 2. reloads --------------------------------------------------------
         weir_proc.proc.send_signal(signal.SIGHUP)
