@@ -32,6 +32,11 @@ struct Reading {
   // form without ".0", true/false). Bit i of attribute_mask: present and not null.
   uint32_t attribute_mask = 0;
   std::array<std::string_view, kMaxAttributes> attribute{};
+  // Where the reading came from, for `late: side` (DESIGN 5.4), which publishes the raw
+  // reading: the JSON payload it was decoded from and its index when the payload is an
+  // array (-1: the payload is the reading). Empty for FlatBuffers batches.
+  std::string_view json_payload;
+  int32_t json_element = -1;
 
   bool HasField(int i) const { return (field_mask >> i) & 1u; }
   bool HasAttribute(int i) const { return (attribute_mask >> i) & 1u; }

@@ -328,13 +328,16 @@ struct MessageDecoder::Impl {
   // Decodes one JSON reading object into the next slot. Returns false (and
   // rejects) when the element is not a valid reading.
   bool DecodeJsonReading(dom::element el, const CapturePlan& plan, int64_t arrival_ms,
-                         DecodeCounters* counters, std::string_view where) {
+                         DecodeCounters* counters, std::string_view where, size_t size,
+                         int32_t element) {
     if (el.type() != dom::element_type::OBJECT) {
       Reject(counters, RejectReason::kNotObject, where, "not an object");
       return false;
     }
     NumberText* text;
     Reading* r = NextReading(&text);
+    r->json_payload = std::string_view(payload_buf.data(), size);
+    r->json_element = element;
     dom::element v;
     if (timestamp.received) {
       r->ts_ms = arrival_ms;
@@ -421,11 +424,12 @@ struct MessageDecoder::Impl {
       dom::array elements = root.get_array().value_unsafe();
       for (dom::element el : elements) {
         auto r = std::to_chars(where + prefix, where + sizeof where, i);
-        DecodeJsonReading(el, plan, arrival_ms, counters, std::string_view(where, r.ptr - where));
+        DecodeJsonReading(el, plan, arrival_ms, counters, std::string_view(where, r.ptr - where),
+                          size, static_cast<int32_t>(i));
         ++i;
       }
     } else {
-      DecodeJsonReading(root, plan, arrival_ms, counters, "");
+      DecodeJsonReading(root, plan, arrival_ms, counters, "", size, -1);
     }
   }
 
@@ -673,6 +677,25 @@ const DecodedMessage& MessageDecoder::Decode(std::string_view topic, std::string
   m.result.reading_count = m.count;
   m.result.first_reject_detail = m.detail;
   return m.result;
+}
+
+std::string RawJsonReading(const Reading& reading) {
+  std::string_view p = reading.json_payload;
+  if (p.empty()) return {};
+  if (reading.json_element < 0) {
+    // The payload is the reading: as sent, less surrounding white space.
+    size_t b = p.find_first_not_of(" \t\r\n");
+    size_t e = p.find_last_not_of(" \t\r\n");
+    return b == std::string_view::npos ? std::string() : std::string(p.substr(b, e - b + 1));
+  }
+  // An element of an array: parsed again (late side output is rare) and minified.
+  dom::parser parser;
+  dom::element root;
+  if (parser.parse(p.data(), p.size(), true).get(root) || root.type() != dom::element_type::ARRAY)
+    return {};
+  dom::element el;
+  if (root.at(static_cast<size_t>(reading.json_element)).get(el)) return {};
+  return simdjson::minify(el);
 }
 
 }  // namespace weir

@@ -110,4 +110,9 @@ class MessageDecoder {
 // truncating sub-millisecond digits toward zero. Exposed for tests.
 bool ParseIso8601Ms(std::string_view text, int64_t* ms);
 
+// The JSON text of a reading as its device sent it (the payload, or the payload's array
+// element, minified), for `late: side` (DESIGN 5.4). Empty for a reading that did not
+// come from JSON (a FlatBuffers batch). Call while the decoded message is valid.
+std::string RawJsonReading(const Reading& reading);
+
 }  // namespace weir

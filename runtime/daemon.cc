@@ -152,6 +152,14 @@ class OutboxCollector : public EngineOutput {
       e.pipeline = pipeline_names_[pipeline_index];
     e.window_start = ts_ms;
     e.window_end = ts_ms;
+    e.created_ms = now_ms_;
+    // DESIGN 5.4: the raw reading, as the device sent it. A FlatBuffers sample has no
+    // JSON form: it is described by what weir decoded.
+    e.payload = RawJsonReading(reading);
+    if (!e.payload.empty()) {
+      batch_->outbox.push_back(std::move(e));
+      return;
+    }
     std::string& p = e.payload;
     p.append("{\"pipeline\":");
     AppendJsonString(e.pipeline, &p);
