@@ -873,8 +873,8 @@ void PipelineOperator::OnReading(const Reading& r, int32_t device, int64_t now,
   ++counters_.readings;
   ++arrival_seq_;
   int32_t di = AddDevice(device);
-  LeaveIdle(di);  // its wm as this line's time advance left it
   DeviceState* d = &devices_[static_cast<size_t>(di)];
+  if (d->idle) LeaveIdle(di);  // its wm as this line's time advance left it
   if (r.has_sent_at) {
     d->clock_offset = now_ - r.sent_at_ms;
     d->has_offset = true;
@@ -912,12 +912,13 @@ void PipelineOperator::OnReading(const Reading& r, int32_t device, int64_t now,
       EncodeKey(r);
       ki = FindOrAddKey(key_buf_, di);
     }
-    EnsureLoaded(ki);
+    if (keys_[static_cast<size_t>(ki)].spilled) EnsureLoaded(ki);
     int64_t key_wm = key_has_device_ ? dev_wm_before : wm_p_before;
     bool dropped = is_session() ? AddToSessions(ki, r, ts, di, key_wm)
                                 : AddToTimeWindows(ki, r, ts, di, key_wm);
-    keys_[static_cast<size_t>(ki)].changed = true;
-    if (!keys_[static_cast<size_t>(ki)].windows.empty()) LruLink(ki);
+    KeyState& k = keys_[static_cast<size_t>(ki)];
+    k.changed = true;
+    if (!k.windows.empty() && (!k.linked || (spill_ && max_keys_ > 0))) LruLink(ki);
     if (dropped && et_.late == LatePolicy::kSide && out) out->OnLateSide(index_, r, ts);
   }
   EndStep(out);
@@ -996,7 +997,7 @@ bool PipelineOperator::EndStep(EngineOutput* out) {
   dirty_.resize(kept);
 
   bool changed = wm_p_raised_ || !emissions_.empty();
-  EmitSorted(out);
+  if (!emissions_.empty()) EmitSorted(out);
   size_t held_before = windows_.size() - free_windows_.size();
   for (int32_t ki : candidates_) {
     KeyState& k = keys_[static_cast<size_t>(ki)];
@@ -1018,10 +1019,12 @@ bool PipelineOperator::EndStep(EngineOutput* out) {
   changed |= held_before != windows_.size() - free_windows_.size();
   if (key_has_device_ && !exhaustive_) {
     // Idle devices whose keys moved on: wake them when the next one is due.
-    for (int32_t di : touched_devices_) PushWake(di);
+    for (int32_t di : touched_devices_) {
+      if (devices_[static_cast<size_t>(di)].idle) PushWake(di);
+    }
     for (int32_t ki : candidates_) PushWake(keys_[static_cast<size_t>(ki)].device);
   }
-  EvictOverflow();
+  if (spill_ && max_keys_ > 0) EvictOverflow();
   counters_.open_windows = static_cast<int64_t>(windows_.size() - free_windows_.size());
   counters_.keys = lru_size_;
   return changed;
