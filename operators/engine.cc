@@ -592,7 +592,9 @@ void PipelineOperator::NoteArrival(int32_t di) {
   d.last_arrival = now_;
   d.idle = false;
   d.changed = true;
-  if (d.has_lag) {
+  // Already last in its queue (and in the right one): nothing moves.
+  if (d.has_lag &&
+      !(d.queue >= 0 && queues_[d.queue].tail == di && d.queue == (d.online ? 0 : 1))) {
     QueueRemove(di);
     QueuePush(di);
   }
@@ -765,8 +767,7 @@ void PipelineOperator::OnStatus(int32_t device, bool online, int64_t now, Engine
   EndStep(out);
 }
 
-void PipelineOperator::OnReading(const Reading& r, int32_t device, int64_t now,
-                                 EngineOutput* out) {
+void PipelineOperator::OnReading(const Reading& r, int32_t device, int64_t now, EngineOutput* out) {
   BeginStep(now, /*advance=*/false);
   ++counters_.readings;
   ++arrival_seq_;
@@ -1111,10 +1112,18 @@ void PipelineOperator::RemoveFromDirtyList(int32_t wi) {
 void PipelineOperator::AddToWindow(int32_t wi, const Reading& r, int64_t ts) {
   Window& w = windows_[static_cast<size_t>(wi)];
   ++w.count;
-  for (size_t i = 0; i < aggs_.size(); ++i) {
-    AggSlot& slot = w.aggs[i];
-    QuantileSketch* sk = slot.sketch >= 0 ? &sketches_[static_cast<size_t>(slot.sketch)] : nullptr;
-    AggAdd(aggs_[i], r, ts, arrival_seq_, &slot, sk);
+  // Locals, not members, in the loop: the slot stores could alias them as far
+  // as the compiler knows, and this runs per aggregate per window per reading.
+  AggSlot* slots = w.aggs.data();
+  const AggSpec* specs = aggs_.data();
+  const size_t n = aggs_.size();
+  const uint64_t seq = arrival_seq_;
+  for (size_t i = 0; i < n; ++i) {
+    QuantileSketch* sk = nullptr;
+    if (specs[i].kind == AggregateKind::kQuantile && slots[i].sketch >= 0) {
+      sk = &sketches_[static_cast<size_t>(slots[i].sketch)];
+    }
+    AggAdd(specs[i], r, ts, seq, &slots[i], sk);
   }
 }
 
@@ -1159,10 +1168,15 @@ bool PipelineOperator::AddToTimeWindows(int32_t ki, const Reading& r, int64_t ts
     // The key's windows are sorted by start: binary search (group keys
     // held back by a slow device can hold hundreds).
     const std::vector<int32_t>& list = keys_[static_cast<size_t>(ki)].windows;
-    auto it = std::lower_bound(list.begin(), list.end(), s, [this](int32_t w, int64_t start) {
-      return windows_[static_cast<size_t>(w)].start < start;
-    });
-    int32_t wi = (it != list.end() && windows_[static_cast<size_t>(*it)].start == s) ? *it : -1;
+    int32_t wi = -1;
+    if (!list.empty() && windows_[static_cast<size_t>(list.back())].start == s) {
+      wi = list.back();  // the key's newest window: most readings go there
+    } else {
+      auto it = std::lower_bound(list.begin(), list.end(), s, [this](int32_t w, int64_t start) {
+        return windows_[static_cast<size_t>(w)].start < start;
+      });
+      if (it != list.end() && windows_[static_cast<size_t>(*it)].start == s) wi = *it;
+    }
     if (wi < 0) {
       wi = AcquireWindow(ki);
       Window& w = windows_[static_cast<size_t>(wi)];
