@@ -121,6 +121,17 @@ bool KeyText(dom::element v, std::array<char, 32>* buf, std::string_view* out) {
 // Looks up a JSON pointer; NO_SUCH_FIELD, INDEX_OUT_OF_BOUNDS and a wrong
 // container type all mean "absent".
 bool Lookup(dom::element obj, const std::string& pointer, dom::element* out) {
+  // One level without escapes ("/temp"), the usual case: at_pointer would
+  // parse the pointer and then look the key up with at_key; go there directly.
+  std::string_view p(pointer);
+  bool one_level = !p.empty() && p[0] == '/';
+  for (size_t i = 1; one_level && i < p.size(); ++i) one_level = p[i] != '/' && p[i] != '~';
+  if (one_level && obj.type() == dom::element_type::OBJECT) {
+    auto r = obj.get_object().value_unsafe().at_key(p.substr(1));
+    if (r.error() != simdjson::SUCCESS) return false;
+    *out = r.value_unsafe();
+    return true;
+  }
   auto r = obj.at_pointer(pointer);
   if (r.error() != simdjson::SUCCESS) return false;
   *out = r.value_unsafe();
@@ -293,12 +304,22 @@ struct MessageDecoder::Impl {
   std::vector<std::pair<int64_t, uint32_t>> order;  // (group key, sample index)
   std::vector<std::pair<uint32_t, uint32_t>> groups;  // (first sample index, position in order)
 
-  // Reserves the next reading slot, cleared.
+  // Reserves the next reading slot, cleared. Only the masks and scalars are
+  // reset: field and attribute slots mean something only where their mask
+  // bit is set, and zeroing the ~1 KB arrays cost more than the rest of a
+  // small reading's decode.
   Reading* NextReading(NumberText** text) {
     if (count == readings.size()) readings.emplace_back();
     if (count == texts.size()) texts.emplace_back();
     Reading* r = &readings[count];
-    *r = Reading();
+    r->device = {};
+    r->ts_ms = 0;
+    r->has_seq = false;
+    r->seq = 0;
+    r->has_sent_at = false;
+    r->sent_at_ms = 0;
+    r->field_mask = 0;
+    r->attribute_mask = 0;
     *text = &texts[count];
     return r;
   }

@@ -82,25 +82,15 @@ Status SeqWindow::FromBlob(std::string_view blob) {
   return Status::Ok();
 }
 
-Dedup::Dedup(int64_t max_devices) : max_devices_(max_devices) {
-  if (max_devices_ > 0 && max_devices_ <= 1000000) {
-    index_.reserve(static_cast<size_t>(max_devices_));
-  }
-}
+Dedup::Dedup(int64_t max_devices) : max_devices_(max_devices) {}
 
-int Dedup::Find(std::string_view device) {
-  lookup_key_.assign(device.data(), device.size());
-  auto it = index_.find(lookup_key_);
-  return it == index_.end() ? -1 : it->second;
-}
+int Dedup::Find(std::string_view device) { return index_.Find(device); }
 
 int Dedup::Register(std::string_view device) {
   int index = Find(device);
   if (index >= 0) return index;
   if (static_cast<int64_t>(windows_.size()) >= max_devices_) return -1;
-  index = static_cast<int>(windows_.size());
-  index_.emplace(std::string(device), index);
-  names_.emplace_back(device);
+  index = index_.Insert(device);
   windows_.emplace_back();
   changed_flag_.push_back(false);
   return index;

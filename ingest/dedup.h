@@ -16,9 +16,9 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
+#include "core/name_index.h"
 #include "core/status.h"
 
 namespace weir {
@@ -78,7 +78,7 @@ class Dedup {
     for (int index : changed_) {
       blob.clear();
       windows_[index].AppendBlob(&blob);
-      fn(std::string_view(names_[index]), std::string_view(blob));
+      fn(std::string_view(index_.name(index)), std::string_view(blob));
       changed_flag_[index] = false;
     }
     changed_.clear();
@@ -92,9 +92,7 @@ class Dedup {
   void MarkChanged(int index);
 
   int64_t max_devices_;
-  std::string lookup_key_;  // reused so lookups do not allocate
-  std::unordered_map<std::string, int> index_;
-  std::vector<std::string> names_;
+  NameIndex index_;  // device name -> index into windows_
   std::vector<SeqWindow> windows_;
   std::vector<bool> changed_flag_;
   std::vector<int> changed_;

@@ -4,54 +4,6 @@
 
 namespace weir {
 
-void AggAdd(const AggSpec& spec, const Reading& r, int64_t ts, uint64_t seq, AggSlot* a,
-            QuantileSketch* sketch) {
-  if (spec.star) {
-    ++a->n;
-    return;
-  }
-  if (spec.field < 0 || !r.HasField(spec.field)) return;
-  double v = r.field[spec.field];
-  switch (spec.kind) {
-    case AggregateKind::kCount:
-      break;
-    case AggregateKind::kSum:
-    case AggregateKind::kAvg:
-      a->sum += v;
-      break;
-    case AggregateKind::kMin:
-      if (a->n == 0 || v < a->sum) a->sum = v;
-      break;
-    case AggregateKind::kMax:
-      if (a->n == 0 || v > a->sum) a->sum = v;
-      break;
-    case AggregateKind::kStddev: {
-      // Welford: stable for long runs of nearly equal values.
-      double n = static_cast<double>(a->n + 1);
-      double d = v - a->sum;
-      a->sum += d / n;
-      a->m2 += d * (v - a->sum);
-      break;
-    }
-    case AggregateKind::kFirst:
-    case AggregateKind::kLast:
-    case AggregateKind::kDelta:
-      // Arrival order breaks ties: the earlier arrival stays first, the later
-      // becomes last (seq only grows, so >= picks the later one).
-      if (a->n == 0 || ts < a->first_ts) {
-        a->first_v = v, a->first_ts = ts, a->first_seq = seq;
-      }
-      if (a->n == 0 || ts >= a->last_ts) {
-        a->last_v = v, a->last_ts = ts, a->last_seq = seq;
-      }
-      break;
-    case AggregateKind::kQuantile:
-      if (sketch) sketch->Add(v);
-      break;
-  }
-  ++a->n;
-}
-
 void AggMerge(const AggSpec& spec, const AggSlot& s, AggSlot* d) {
   if (s.n == 0) return;
   if (d->n == 0) {

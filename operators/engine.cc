@@ -31,6 +31,7 @@
 #include <limits>
 #include <utility>
 
+#include "core/name_index.h"
 #include "core/text.h"
 #include "operators/aggregates.h"
 #include "operators/engine_internal.h"
@@ -51,46 +52,36 @@ int64_t FloorDiv(int64_t a, int64_t b) {
   return q;
 }
 
-// Open-addressing index from a name to a dense id (ids are never removed).
-class NameIndex {
+// A pipeline's devices. Names live once per engine (`names`, shared by the
+// pipelines), so the engine hashes a reading's device once and hands every
+// pipeline the same handle; each pipeline maps handles to its own dense
+// device ids (devices restored from a checkpoint exist in one pipeline only).
+class DeviceIndex {
  public:
-  int32_t Find(std::string_view s) const {
-    if (table_.empty()) return -1;
-    size_t h = std::hash<std::string_view>{}(s);
-    size_t mask = table_.size() - 1;
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
-      int32_t id = table_[i];
-      if (id < 0) return -1;
-      if (hashes_[static_cast<size_t>(id)] == h && names_[static_cast<size_t>(id)] == s) return id;
-    }
+  explicit DeviceIndex(NameIndex* names) : names_(names) {}
+  // Pipeline id of an engine handle, -1 when this pipeline has not seen it.
+  int32_t Local(int32_t handle) const {
+    return static_cast<size_t>(handle) < local_.size() ? local_[static_cast<size_t>(handle)] : -1;
   }
-  int32_t Insert(std::string_view s) {
-    if ((names_.size() + 1) * 2 > table_.size()) Grow();
-    int32_t id = static_cast<int32_t>(names_.size());
-    size_t h = std::hash<std::string_view>{}(s);
-    names_.emplace_back(s);
-    hashes_.push_back(h);
-    Place(id);
+  int32_t Handle(std::string_view name) { return names_->FindOrInsert(name); }
+  // REQUIRES: Local(handle) < 0.
+  int32_t Insert(int32_t handle) {
+    if (static_cast<size_t>(handle) >= local_.size()) {
+      local_.resize(std::max(static_cast<size_t>(handle) + 1, 2 * local_.size()), -1);
+    }
+    int32_t id = static_cast<int32_t>(handles_.size());
+    local_[static_cast<size_t>(handle)] = id;
+    handles_.push_back(handle);
     return id;
   }
-  const std::string& name(int32_t id) const { return names_[static_cast<size_t>(id)]; }
-  int32_t size() const { return static_cast<int32_t>(names_.size()); }
+  const std::string& name(int32_t id) const {
+    return names_->name(handles_[static_cast<size_t>(id)]);
+  }
 
  private:
-  void Place(int32_t id) {
-    size_t mask = table_.size() - 1;
-    size_t i = hashes_[static_cast<size_t>(id)] & mask;
-    while (table_[i] >= 0) i = (i + 1) & mask;
-    table_[i] = id;
-  }
-  void Grow() {
-    size_t n = table_.empty() ? 64 : table_.size() * 2;
-    table_.assign(n, -1);
-    for (int32_t id = 0; id < static_cast<int32_t>(names_.size()); ++id) Place(id);
-  }
-  std::vector<int32_t> table_;
-  std::vector<std::string> names_;
-  std::vector<size_t> hashes_;
+  NameIndex* names_;
+  std::vector<int32_t> local_;    // by handle
+  std::vector<int32_t> handles_;  // by pipeline id
 };
 
 // Minimum over a growing array of values, O(log n) per update (a segment
@@ -150,6 +141,7 @@ struct DeviceState {
   int64_t clock_offset = 0;
   bool changed = false;
   std::vector<int32_t> keys;  // keys containing `device` fed by this device
+  int32_t own_key = -1;       // key ["device"]: the device's one key, found without hashing
 };
 
 struct Window {
@@ -226,14 +218,16 @@ struct Emission {
 
 class PipelineOperator {
  public:
-  PipelineOperator(const Config& config, int index, int64_t generation);
+  // `names`: the engine's device names, shared by its pipelines.
+  PipelineOperator(const Config& config, int index, int64_t generation, NameIndex* names);
   // Tests: recompute everything every step instead of incrementally.
   void set_exhaustive(bool on) { exhaustive_ = on; }
   void set_spill(SpillStore* store) { spill_ = store; }
 
   bool Advance(int64_t now, EngineOutput* out);
-  void OnStatus(std::string_view device, bool online, int64_t now, EngineOutput* out);
-  void OnReading(const Reading& r, int64_t now, EngineOutput* out);
+  // `device` is r.device's (or the status device's) handle in the engine's names.
+  void OnStatus(int32_t device, bool online, int64_t now, EngineOutput* out);
+  void OnReading(const Reading& r, int32_t device, int64_t now, EngineOutput* out);
   void Drain(EngineOutput* out);
   void CollectChanges(StateWriter* writer);
   Status Restore(StateReader* reader);
@@ -253,7 +247,12 @@ class PipelineOperator {
 
   void BeginStep(int64_t now, bool advance);
   bool EndStep(EngineOutput* out);
-  int32_t FindOrAddDevice(std::string_view name);
+  int32_t FindOrAddDevice(std::string_view name) { return AddDevice(device_index_.Handle(name)); }
+  int32_t AddDevice(int32_t handle) {
+    int32_t id = device_index_.Local(handle);
+    return id >= 0 ? id : AddNewDevice(handle);
+  }
+  int32_t AddNewDevice(int32_t handle);
   int32_t FindOrAddKey(std::string_view enc, int32_t device);
   void EncodeKey(const Reading& r);
   bool PassesWhere(const Reading& r) const;
@@ -324,6 +323,7 @@ class PipelineOperator {
   std::vector<int> key_parts_;
   std::vector<std::string> key_names_;
   bool key_has_device_ = false;
+  bool key_is_device_ = false;  // key ["device"]: DeviceState::own_key holds it
   std::vector<WhereSpec> where_;
   std::vector<AggSpec> aggs_;
   std::vector<std::string> agg_names_;
@@ -359,7 +359,7 @@ class PipelineOperator {
   int64_t lru_size_ = 0;
   std::string spill_blob_;
 
-  NameIndex device_index_;
+  DeviceIndex device_index_;
   std::vector<DeviceState> devices_;
   NameIndex key_index_;
   std::vector<KeyState> keys_;
@@ -381,8 +381,9 @@ class PipelineOperator {
   PipelineCounters counters_;
 };
 
-PipelineOperator::PipelineOperator(const Config& config, int index, int64_t generation)
-    : index_(index) {
+PipelineOperator::PipelineOperator(const Config& config, int index, int64_t generation,
+                                   NameIndex* names)
+    : index_(index), device_index_(names) {
   const PipelineConfig& p = config.pipelines[static_cast<size_t>(index)];
   name_ = p.name;
   storage_id_ = p.name;
@@ -408,6 +409,7 @@ PipelineOperator::PipelineOperator(const Config& config, int index, int64_t gene
       key_parts_.push_back(a >= 0 ? a : kKeyUnknown);
     }
   }
+  key_is_device_ = key_parts_.size() == 1 && key_parts_[0] == kKeyDevice;
   for (const WhereCondition& c : p.where) {
     WhereSpec w;
     w.op = c.op;
@@ -450,10 +452,8 @@ PipelineOperator::PipelineOperator(const Config& config, int index, int64_t gene
 
 // ---------------------------------------------------------------- lookups
 
-int32_t PipelineOperator::FindOrAddDevice(std::string_view name) {
-  int32_t id = device_index_.Find(name);
-  if (id >= 0) return id;
-  id = device_index_.Insert(name);
+int32_t PipelineOperator::AddNewDevice(int32_t handle) {
+  int32_t id = device_index_.Insert(handle);
   devices_.emplace_back();
   eligible_wm_.Add(kPosInf);
   ramp_neg_cost_.Add(kPosInf);
@@ -509,6 +509,7 @@ int32_t PipelineOperator::FindOrAddKey(std::string_view enc, int32_t device) {
   if (key_has_device_) {
     k.device = device;
     devices_[static_cast<size_t>(device)].keys.push_back(id);
+    if (key_is_device_) devices_[static_cast<size_t>(device)].own_key = id;
   }
   if (candidates_.capacity() < keys_.size()) candidates_.reserve(2 * keys_.size());
   return id;
@@ -591,7 +592,9 @@ void PipelineOperator::NoteArrival(int32_t di) {
   d.last_arrival = now_;
   d.idle = false;
   d.changed = true;
-  if (d.has_lag) {
+  // Already last in its queue (and in the right one): nothing moves.
+  if (d.has_lag &&
+      !(d.queue >= 0 && queues_[d.queue].tail == di && d.queue == (d.online ? 0 : 1))) {
     QueueRemove(di);
     QueuePush(di);
   }
@@ -752,10 +755,9 @@ void PipelineOperator::AdvanceExhaustive() {
   idle_list_.resize(kept);
 }
 
-void PipelineOperator::OnStatus(std::string_view device, bool online, int64_t now,
-                                EngineOutput* out) {
+void PipelineOperator::OnStatus(int32_t device, bool online, int64_t now, EngineOutput* out) {
   BeginStep(now, /*advance=*/false);
-  int32_t di = FindOrAddDevice(device);
+  int32_t di = AddDevice(device);
   LeaveIdle(di);
   DeviceState& d = devices_[static_cast<size_t>(di)];
   bool was = d.seen && d.online;
@@ -765,13 +767,13 @@ void PipelineOperator::OnStatus(std::string_view device, bool online, int64_t no
   EndStep(out);
 }
 
-void PipelineOperator::OnReading(const Reading& r, int64_t now, EngineOutput* out) {
+void PipelineOperator::OnReading(const Reading& r, int32_t device, int64_t now, EngineOutput* out) {
   BeginStep(now, /*advance=*/false);
   ++counters_.readings;
   ++arrival_seq_;
-  int32_t di = FindOrAddDevice(r.device);
-  LeaveIdle(di);  // its wm as this line's time advance left it
+  int32_t di = AddDevice(device);
   DeviceState* d = &devices_[static_cast<size_t>(di)];
+  if (d->idle) LeaveIdle(di);  // its wm as this line's time advance left it
   if (r.has_sent_at) {
     d->clock_offset = now_ - r.sent_at_ms;
     d->has_offset = true;
@@ -803,14 +805,19 @@ void PipelineOperator::OnReading(const Reading& r, int64_t now, EngineOutput* ou
   if (!PassesWhere(r)) {
     ++counters_.filtered;
   } else {
-    EncodeKey(r);
-    int32_t ki = FindOrAddKey(key_buf_, di);
-    EnsureLoaded(ki);
+    // Key ["device"], the common case: the device already knows its key.
+    int32_t ki = key_is_device_ ? devices_[static_cast<size_t>(di)].own_key : -1;
+    if (ki < 0) {
+      EncodeKey(r);
+      ki = FindOrAddKey(key_buf_, di);
+    }
+    if (keys_[static_cast<size_t>(ki)].spilled) EnsureLoaded(ki);
     int64_t key_wm = key_has_device_ ? dev_wm_before : wm_p_before;
     bool dropped = is_session() ? AddToSessions(ki, r, ts, di, key_wm)
                                 : AddToTimeWindows(ki, r, ts, di, key_wm);
-    keys_[static_cast<size_t>(ki)].changed = true;
-    if (!keys_[static_cast<size_t>(ki)].windows.empty()) LruLink(ki);
+    KeyState& k = keys_[static_cast<size_t>(ki)];
+    k.changed = true;
+    if (!k.windows.empty() && (!k.linked || (spill_ && max_keys_ > 0))) LruLink(ki);
     if (dropped && et_.late == LatePolicy::kSide && out) out->OnLateSide(index_, r, ts);
   }
   EndStep(out);
@@ -889,7 +896,7 @@ bool PipelineOperator::EndStep(EngineOutput* out) {
   dirty_.resize(kept);
 
   bool changed = wm_p_raised_ || !emissions_.empty();
-  EmitSorted(out);
+  if (!emissions_.empty()) EmitSorted(out);
   size_t held_before = windows_.size() - free_windows_.size();
   for (int32_t ki : candidates_) {
     KeyState& k = keys_[static_cast<size_t>(ki)];
@@ -911,10 +918,12 @@ bool PipelineOperator::EndStep(EngineOutput* out) {
   changed |= held_before != windows_.size() - free_windows_.size();
   if (key_has_device_ && !exhaustive_) {
     // Idle devices whose keys moved on: wake them when the next one is due.
-    for (int32_t di : touched_devices_) PushWake(di);
+    for (int32_t di : touched_devices_) {
+      if (devices_[static_cast<size_t>(di)].idle) PushWake(di);
+    }
     for (int32_t ki : candidates_) PushWake(keys_[static_cast<size_t>(ki)].device);
   }
-  EvictOverflow();
+  if (spill_ && max_keys_ > 0) EvictOverflow();
   counters_.open_windows = static_cast<int64_t>(windows_.size() - free_windows_.size());
   counters_.keys = lru_size_;
   return changed;
@@ -1103,10 +1112,18 @@ void PipelineOperator::RemoveFromDirtyList(int32_t wi) {
 void PipelineOperator::AddToWindow(int32_t wi, const Reading& r, int64_t ts) {
   Window& w = windows_[static_cast<size_t>(wi)];
   ++w.count;
-  for (size_t i = 0; i < aggs_.size(); ++i) {
-    AggSlot& slot = w.aggs[i];
-    QuantileSketch* sk = slot.sketch >= 0 ? &sketches_[static_cast<size_t>(slot.sketch)] : nullptr;
-    AggAdd(aggs_[i], r, ts, arrival_seq_, &slot, sk);
+  // Locals, not members, in the loop: the slot stores could alias them as far
+  // as the compiler knows, and this runs per aggregate per window per reading.
+  AggSlot* slots = w.aggs.data();
+  const AggSpec* specs = aggs_.data();
+  const size_t n = aggs_.size();
+  const uint64_t seq = arrival_seq_;
+  for (size_t i = 0; i < n; ++i) {
+    QuantileSketch* sk = nullptr;
+    if (specs[i].kind == AggregateKind::kQuantile && slots[i].sketch >= 0) {
+      sk = &sketches_[static_cast<size_t>(slots[i].sketch)];
+    }
+    AggAdd(specs[i], r, ts, seq, &slots[i], sk);
   }
 }
 
@@ -1151,10 +1168,15 @@ bool PipelineOperator::AddToTimeWindows(int32_t ki, const Reading& r, int64_t ts
     // The key's windows are sorted by start: binary search (group keys
     // held back by a slow device can hold hundreds).
     const std::vector<int32_t>& list = keys_[static_cast<size_t>(ki)].windows;
-    auto it = std::lower_bound(list.begin(), list.end(), s, [this](int32_t w, int64_t start) {
-      return windows_[static_cast<size_t>(w)].start < start;
-    });
-    int32_t wi = (it != list.end() && windows_[static_cast<size_t>(*it)].start == s) ? *it : -1;
+    int32_t wi = -1;
+    if (!list.empty() && windows_[static_cast<size_t>(list.back())].start == s) {
+      wi = list.back();  // the key's newest window: most readings go there
+    } else {
+      auto it = std::lower_bound(list.begin(), list.end(), s, [this](int32_t w, int64_t start) {
+        return windows_[static_cast<size_t>(w)].start < start;
+      });
+      if (it != list.end() && windows_[static_cast<size_t>(*it)].start == s) wi = *it;
+    }
     if (wi < 0) {
       wi = AcquireWindow(ki);
       Window& w = windows_[static_cast<size_t>(wi)];
@@ -1305,7 +1327,9 @@ bool PipelineOperator::AddToSessions(int32_t ki, const Reading& r, int64_t ts, i
 void PipelineOperator::LruLink(int32_t ki) {
   KeyState& k = keys_[static_cast<size_t>(ki)];
   if (k.linked) {
-    if (lru_head_ == ki) return;
+    // Recency matters only to choose what to spill; without spilling the
+    // list just counts keys in memory, so a linked key stays where it is.
+    if (lru_head_ == ki || !spill_ || max_keys_ <= 0) return;
     LruUnlink(ki);
   }
   k.linked = true;
@@ -1670,8 +1694,9 @@ void PipelineOperator::RebuildAfterRestore() {
 
 class EngineImpl : public Engine {
  public:
-  explicit EngineImpl(std::vector<std::unique_ptr<PipelineOperator>> pipelines)
-      : pipelines_(std::move(pipelines)) {}
+  EngineImpl(std::unique_ptr<NameIndex> names,
+             std::vector<std::unique_ptr<PipelineOperator>> pipelines)
+      : names_(std::move(names)), pipelines_(std::move(pipelines)) {}
 
   bool AdvanceTo(int64_t now_ms, EngineOutput* out) override {
     bool changed = false;
@@ -1679,10 +1704,13 @@ class EngineImpl : public Engine {
     return changed;
   }
   void OnStatus(std::string_view device, bool online, int64_t now_ms, EngineOutput* out) override {
-    for (auto& p : pipelines_) p->OnStatus(device, online, now_ms, out);
+    int32_t handle = names_->FindOrInsert(device);
+    for (auto& p : pipelines_) p->OnStatus(handle, online, now_ms, out);
   }
   void OnReading(const Reading& reading, int64_t now_ms, EngineOutput* out) override {
-    for (auto& p : pipelines_) p->OnReading(reading, now_ms, out);
+    // The device is hashed once here, not once per pipeline.
+    int32_t handle = names_->FindOrInsert(reading.device);
+    for (auto& p : pipelines_) p->OnReading(reading, handle, now_ms, out);
   }
   void Drain(EngineOutput* out) override {
     for (auto& p : pipelines_) p->Drain(out);
@@ -1702,6 +1730,7 @@ class EngineImpl : public Engine {
   }
 
  private:
+  std::unique_ptr<NameIndex> names_;  // device names, shared by the pipelines
   std::vector<std::unique_ptr<PipelineOperator>> pipelines_;
 };
 
@@ -1722,6 +1751,7 @@ Result<std::unique_ptr<Engine>> CreateEngine(const Config& config,
       config.attributes.size() > static_cast<size_t>(kMaxAttributes)) {
     return InvalidArgument("too many fields or attributes for a Reading");
   }
+  auto names = std::make_unique<NameIndex>();
   std::vector<std::unique_ptr<PipelineOperator>> ops;
   for (size_t i = 0; i < config.pipelines.size(); ++i) {
     const PipelineConfig& p = config.pipelines[i];
@@ -1743,10 +1773,10 @@ Result<std::unique_ptr<Engine>> CreateEngine(const Config& config,
       }
     }
     int64_t g = generations.empty() ? 0 : generations[i];
-    ops.push_back(std::make_unique<PipelineOperator>(config, static_cast<int>(i), g));
+    ops.push_back(std::make_unique<PipelineOperator>(config, static_cast<int>(i), g, names.get()));
     ops.back()->set_exhaustive(exhaustive);
   }
-  return std::unique_ptr<Engine>(std::make_unique<EngineImpl>(std::move(ops)));
+  return std::unique_ptr<Engine>(std::make_unique<EngineImpl>(std::move(names), std::move(ops)));
 }
 
 }  // namespace weir

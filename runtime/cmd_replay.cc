@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -129,24 +130,28 @@ bool DecodeBase64(std::string_view in, std::string* out) {
   return bits < 6;  // a lone trailing symbol carries no full byte
 }
 
-// One parsed input line.
+// One parsed input line. topic and payload are views into the line buffer,
+// the parser or `decoded` (payload_b64), valid until the next line is parsed:
+// the line is processed in place, not copied into a Message.
 struct Line {
   bool has_t = false;
   int64_t t = 0;
   bool has_topic = false;
   bool has_payload = false;
-  Message message;
+  std::string_view topic;
+  std::string_view payload;
+  std::string decoded;  // payload_b64, decoded
 };
 
-// Parses `text` (with simdjson padding after it) into *line. On failure
-// returns false with *error set.
-bool ParseLine(od::parser* parser, const std::string& buf, size_t len, Line* line,
+// Parses the `len` bytes at `data` (with `capacity` bytes allocated, at least
+// simdjson's padding beyond `len`) into *line. On failure returns false with
+// *error set.
+bool ParseLine(od::parser* parser, const char* data, size_t len, size_t capacity, Line* line,
                std::string* error) {
   line->has_t = line->has_topic = line->has_payload = false;
-  line->message.topic.clear();
-  line->message.payload.clear();
+  line->topic = line->payload = {};
   od::document doc;
-  simdjson::padded_string_view view(buf.data(), len, buf.size());
+  simdjson::padded_string_view view(data, len, capacity);
   auto fail = [&](const std::string& what) {
     *error = what;
     return false;
@@ -167,7 +172,7 @@ bool ParseLine(od::parser* parser, const std::string& buf, size_t len, Line* lin
     } else if (key == "topic") {
       std::string_view s;
       if (v.get_string().get(s)) return fail("\"topic\" must be a string");
-      line->message.topic.assign(s.data(), s.size());
+      line->topic = s;
       line->has_topic = true;
     } else if (key == "payload" || key == "payload_b64") {
       if (line->has_payload) return fail("give one of \"payload\" and \"payload_b64\"");
@@ -179,7 +184,8 @@ bool ParseLine(od::parser* parser, const std::string& buf, size_t len, Line* lin
         if (type != od::json_type::string || v.get_string().get(s)) {
           return fail("\"payload_b64\" must be a base64 string");
         }
-        if (!DecodeBase64(s, &line->message.payload)) return fail("\"payload_b64\" is not base64");
+        if (!DecodeBase64(s, &line->decoded)) return fail("\"payload_b64\" is not base64");
+        line->payload = line->decoded;
         continue;
       }
       simdjson::error_code err = simdjson::SUCCESS;
@@ -206,7 +212,7 @@ bool ParseLine(od::parser* parser, const std::string& buf, size_t len, Line* lin
         }
       }
       if (err) return fail(std::string("not JSON: bad payload: ") + simdjson::error_message(err));
-      line->message.payload.assign(s.data(), s.size());
+      line->payload = s;
     }
     // Other keys are ignored so that recordings may carry notes.
   }
@@ -300,7 +306,7 @@ int RunReplay(const ReplayOptions& options) {
   };
   od::parser parser;
   Line line;
-  std::string buf;  // the line with simdjson padding; reused
+  Message journaled;  // --db: the line as the journal stores it
   std::string error;
   char* raw = nullptr;
   size_t raw_cap = 0;
@@ -325,9 +331,24 @@ int RunReplay(const ReplayOptions& options) {
     size_t first = 0;
     while (first < len && (raw[first] == ' ' || raw[first] == '\t')) ++first;
     if (first == len) continue;  // blank line
-    buf.assign(raw, len);
-    buf.resize(len + simdjson::SIMDJSON_PADDING, '\0');
-    if (!ParseLine(&parser, buf, len, &line, &error)) {
+    // simdjson reads up to SIMDJSON_PADDING bytes past the end: pad getline's
+    // own buffer (getline keeps using a buffer we grew) instead of copying.
+    if (raw_cap < len + simdjson::SIMDJSON_PADDING) {
+      size_t cap = 2 * (len + simdjson::SIMDJSON_PADDING);
+      char* grown = static_cast<char*>(std::realloc(raw, cap));
+      if (grown == nullptr) {
+        std::fprintf(stderr, "weir replay: out of memory at line %lld\n",
+                     static_cast<long long>(line_no));
+        std::free(raw);
+        std::fclose(in);
+        if (out != stdout) std::fclose(out);
+        return 1;
+      }
+      raw = grown;
+      raw_cap = cap;
+    }
+    std::memset(raw + len, 0, simdjson::SIMDJSON_PADDING);
+    if (!ParseLine(&parser, raw, len, raw_cap, &line, &error)) {
       report(error);
       continue;
     }
@@ -344,9 +365,13 @@ int RunReplay(const ReplayOptions& options) {
       p.AdvanceTo(line.t, sink);
       continue;
     }
-    line.message.arrival_ms = line.t;
-    if (db) db->Journal(line.message);
-    const MessageOutcome& o = p.Process(line.message, sink);
+    if (db) {
+      journaled.arrival_ms = line.t;
+      journaled.topic.assign(line.topic.data(), line.topic.size());
+      journaled.payload.assign(line.payload.data(), line.payload.size());
+      db->Journal(journaled);
+    }
+    const MessageOutcome& o = p.Process(line.topic, line.payload, line.t, sink);
     if (o.rejected > 0) {
       std::string what = "rejected ";
       what += o.rejected == 1 ? "payload" : std::to_string(o.rejected) + " payload parts";

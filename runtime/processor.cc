@@ -31,12 +31,13 @@ void MessageProcessor::AdvanceTo(int64_t now_ms, EngineOutput* out) {
   engine_->AdvanceTo(now_ms, out);
 }
 
-const MessageOutcome& MessageProcessor::Process(const Message& message, EngineOutput* out) {
+const MessageOutcome& MessageProcessor::Process(std::string_view topic, std::string_view payload,
+                                                int64_t arrival_ms, EngineOutput* out) {
   ++messages_;
   outcome_ = MessageOutcome();
-  AdvanceTo(message.arrival_ms, out);
+  AdvanceTo(arrival_ms, out);
   const int64_t now = now_ms_;
-  const DecodedMessage& d = decoder_->Decode(message.topic, message.payload, now);
+  const DecodedMessage& d = decoder_->Decode(topic, payload, now);
   outcome_.rejected = d.rejected;
   outcome_.first_reject = d.first_reject;
   outcome_.first_reject_detail = d.first_reject_detail;

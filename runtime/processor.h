@@ -62,7 +62,12 @@ class MessageProcessor {
   // Handles one message; results go to `out` in emission order. Processing
   // time never goes back: an arrival earlier than the last one is handled at
   // the last one's time (a live clock can step back; replay rejects such lines).
-  const MessageOutcome& Process(const Message& message, EngineOutput* out);
+  const MessageOutcome& Process(const Message& message, EngineOutput* out) {
+    return Process(message.topic, message.payload, message.arrival_ms, out);
+  }
+  // The same for a message whose bytes live elsewhere (replay's line buffer).
+  const MessageOutcome& Process(std::string_view topic, std::string_view payload,
+                                int64_t arrival_ms, EngineOutput* out);
   // Processing time advances with no message (a replay line `{"t": ...}`).
   void AdvanceTo(int64_t now_ms, EngineOutput* out);
   // As if every watermark went to +infinity (`weir replay --drain`).
