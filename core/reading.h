@@ -38,6 +38,22 @@ struct Reading {
   std::string_view json_payload;
   int32_t json_element = -1;
 
+  // Makes a used Reading a fresh one without touching the ~1 KB of field and attribute
+  // slots (they count only where their mask bit is set). Every member outside those two
+  // arrays is reset here: add new members to it.
+  void Clear() {
+    device = {};
+    ts_ms = 0;
+    has_seq = false;
+    seq = 0;
+    has_sent_at = false;
+    sent_at_ms = 0;
+    field_mask = 0;
+    attribute_mask = 0;
+    json_payload = {};
+    json_element = -1;
+  }
+
   bool HasField(int i) const { return (field_mask >> i) & 1u; }
   bool HasAttribute(int i) const { return (attribute_mask >> i) & 1u; }
   void SetField(int i, double v) {

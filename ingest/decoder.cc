@@ -312,14 +312,7 @@ struct MessageDecoder::Impl {
     if (count == readings.size()) readings.emplace_back();
     if (count == texts.size()) texts.emplace_back();
     Reading* r = &readings[count];
-    r->device = {};
-    r->ts_ms = 0;
-    r->has_seq = false;
-    r->seq = 0;
-    r->has_sent_at = false;
-    r->sent_at_ms = 0;
-    r->field_mask = 0;
-    r->attribute_mask = 0;
+    r->Clear();
     *text = &texts[count];
     return r;
   }
