@@ -654,12 +654,21 @@ struct Daemon::Impl {
     const std::vector<std::string> old_filters = SubscriptionFilters(config);
     const std::vector<std::string> new_filters = SubscriptionFilters(next);
     const std::string old_client_id = config.source.client_id;
+    // Topic filters alone change in the running session (SUBSCRIBE and
+    // UNSUBSCRIBE); anything else about the source needs a new connection.
     bool source_changed =
         config.source.broker != next.source.broker ||
         config.source.client_id != next.source.client_id || config.source.qos != next.source.qos ||
         config.source.session_expiry_ms != next.source.session_expiry_ms ||
         config.source.username != next.source.username ||
-        config.source.password != next.source.password || old_filters != new_filters;
+        config.source.password != next.source.password;
+    std::vector<std::string> added_filters, removed_filters;
+    for (const std::string& f : new_filters)
+      if (std::find(old_filters.begin(), old_filters.end(), f) == old_filters.end())
+        added_filters.push_back(f);
+    for (const std::string& f : old_filters)
+      if (std::find(new_filters.begin(), new_filters.end(), f) == new_filters.end())
+        removed_filters.push_back(f);
     bool uplink_changed =
         config.uplink.broker != next.uplink.broker ||
         config.uplink.client_id != next.uplink.client_id || config.uplink.qos != next.uplink.qos ||
@@ -708,20 +717,24 @@ struct Daemon::Impl {
     }
     if (source && source_changed) {
       LOG_INFO(kLog, "source settings changed: reconnecting to the gateway broker");
-      // MqttSource subscribes but never unsubscribes: a filter dropped from
-      // the config stays in the broker's persistent session until it
-      // expires, and its messages are rejected as matching no topic.
-      for (const std::string& f : old_filters)
-        if (std::find(new_filters.begin(), new_filters.end(), f) == new_filters.end() &&
-            config.source.client_id == old_client_id)
-          LOG_WARN(kLog,
-                   "source topic filter %s removed: the broker session keeps it "
-                   "subscribed; its messages will be rejected",
-                   f.c_str());
       // StartSource stops the old client while it drains the queue into
       // `held`: those messages are processed next, under the new config.
       st = StartSource();
       if (!st.ok()) FailAfterCommit(st);
+      // The new client subscribes the new set; filters dropped from the
+      // config leave the persistent session (when it is the same one) at
+      // its connect. Another client id: the old session just expires.
+      if (config.source.client_id == old_client_id && !removed_filters.empty())
+        source->Unsubscribe(removed_filters);
+    } else if (source && (!added_filters.empty() || !removed_filters.empty())) {
+      // Same session, same connection: messages on a removed filter that the
+      // broker sent before the UNSUBSCRIBE are rejected as matching no topic.
+      for (const std::string& f : added_filters)
+        LOG_INFO(kLog, "source topic filter %s added: subscribing", f.c_str());
+      for (const std::string& f : removed_filters)
+        LOG_INFO(kLog, "source topic filter %s removed: unsubscribing", f.c_str());
+      if (!added_filters.empty()) source->Subscribe(added_filters);
+      if (!removed_filters.empty()) source->Unsubscribe(removed_filters);
     }
     return Status::Ok();
   }
