@@ -692,6 +692,12 @@ struct Daemon::Impl {
     // were committed already, and collecting them again would write the
     // ending pipelines' rows back after the store clears them.
     int64_t now_ms = processor->now_ms();
+    // The ingest counters live in the processor: /metrics keeps what a
+    // replaced one counted, but only as of its last snapshot. Take one now,
+    // and another as soon as the new processor exists (below), or the
+    // messages since the last tick go uncounted (and a new processor at the
+    // old one's address would not even be noticed).
+    RefreshMetrics();
     processor.reset();
     collector.Reset(&pending, now_ms);  // not the local batch, which is moved from next
     AppendBatch(&pending, std::move(change));
@@ -706,6 +712,7 @@ struct Daemon::Impl {
     // (never back), and the first step at it finds idle devices again.
     st = BuildProcessor(config, generations);
     if (!st.ok()) FailAfterCommit(st);
+    RefreshMetrics();
     if (now_ms > 0) processor->AdvanceTo(now_ms, &collector);
 
     if ((uplink || restart_uplink) && uplink_changed) {
@@ -992,6 +999,10 @@ struct Daemon::Impl {
     int64_t now = WallClockMs();
     collector.Reset(&pending, now);
     processor->AdvanceTo(now, &collector);
+    RefreshMetrics(now);
+  }
+
+  void RefreshMetrics(int64_t now = WallClockMs()) {
     metrics.Refresh({&config, &generations, processor.get(), store.get(), source.get(),
                      uplink.get()},
                     now);
