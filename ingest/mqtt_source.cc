@@ -184,9 +184,9 @@ bool MqttSource::Impl::SendFilterChanges() {
       for (const std::string& f : unsub) LogLine(LogLevel::kInfo, "removed topic filter " + f);
     }
   } catch (const mqtt::exception& e) {
-    LogLine(LogLevel::kWarn,
-            std::string("changing topic filters failed (retried at the next connect): ") +
-                e.what());
+    LogLine(
+        LogLevel::kWarn,
+        std::string("changing topic filters failed (retried at the next connect): ") + e.what());
     return false;
   }
   std::lock_guard<std::mutex> lock(mu);

@@ -382,8 +382,7 @@ TEST(PurgeMark, RaisedLatenessDoesNotReopenPurgedWindows) {
                               // dirty; delay 0 and dwm 130000 >= 120000: revision 0 at once
   EXPECT_EQ(Briefs(b.lines), (std::vector<std::string>{"gw/p/d1/60000 0 1"}));
   b.Drain();  // [120000,180000) holds the reading at 130000
-  EXPECT_EQ(Briefs(b.lines),
-            (std::vector<std::string>{"gw/p/d1/60000 0 1", "gw/p/d1/120000 0 1"}));
+  EXPECT_EQ(Briefs(b.lines), (std::vector<std::string>{"gw/p/d1/60000 0 1", "gw/p/d1/120000 0 1"}));
   EXPECT_EQ(b.engine().counters(0).late_dropped, 1);
   EXPECT_EQ(b.engine().counters(0).late_updates, 1);
 }
@@ -438,8 +437,7 @@ TEST(PurgeMark, SessionsAfterRaisedLateness) {
   b.Data(4000, "d1", -20000);  // the same
   b.Data(5000, "d1", 50000);   // late, 50000 > mark: new dirty session, dwm past: revision 0
   b.Drain();                   // S[100000]
-  EXPECT_EQ(Briefs(b.lines),
-            (std::vector<std::string>{"gw/p/d1/50000 0 1", "gw/p/d1/100000 0 1"}));
+  EXPECT_EQ(Briefs(b.lines), (std::vector<std::string>{"gw/p/d1/50000 0 1", "gw/p/d1/100000 0 1"}));
   EXPECT_EQ(b.engine().counters(0).late_dropped, 2);
 }
 

@@ -179,8 +179,8 @@ struct Window {
 struct KeyState {
   int32_t device = -1;  // when the key contains `device`: whose wm closes it
   std::vector<std::string> values;
-  std::string id_part;              // values percent-encoded, joined by ","; "*" for key []
-  std::vector<int32_t> windows;     // sorted by start
+  std::string id_part;           // values percent-encoded, joined by ","; "*" for key []
+  std::vector<int32_t> windows;  // sorted by start
   // Greatest `end` (sessions: last timestamp) of a window that fired and was
   // purged. A window ending at or before it that is not held is treated as
   // purged: a late reading for it is dropped even when allowed_lateness has
@@ -329,8 +329,8 @@ class PipelineOperator {
   // The purge mark a late reading for `ki` is judged against: the key's own,
   // raised by the floor derived from a checkpoint without marks.
   int64_t PurgedTo(const KeyState& k) const {
-    int64_t floor = k.device >= 0 ? devices_[static_cast<size_t>(k.device)].purge_floor
-                                  : purge_floor_;
+    int64_t floor =
+        k.device >= 0 ? devices_[static_cast<size_t>(k.device)].purge_floor : purge_floor_;
     return std::max(k.purged_to, floor);
   }
   void LegacyPurgeFloors();
