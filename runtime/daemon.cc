@@ -360,6 +360,9 @@ struct Daemon::Impl {
   int64_t loss_sealed = 0;     // loss records at or below this position are final
   int64_t seal_requested = 0;  // waiting for this loss record to be sealed
   int64_t inflight_seal = 0;   // the seal carried by the commit in flight
+  // Topic filters a config applied at start removed (same client id): the
+  // source unsubscribes them from its persistent session when it starts.
+  std::vector<std::string> pending_unsubscribe;
   std::string uplink_topic_template;
 
   explicit Impl(DaemonOptions o) : options(std::move(o)) {}
@@ -733,6 +736,11 @@ struct Daemon::Impl {
       // its connect. Another client id: the old session just expires.
       if (config.source.client_id == old_client_id && !removed_filters.empty())
         source->Unsubscribe(removed_filters);
+    } else if (!source && config.source.client_id == old_client_id) {
+      // On start, applying the file's config after recovery: the source is
+      // not running yet. It subscribes the new set; the removed filters
+      // leave the persistent session when it starts.
+      pending_unsubscribe = removed_filters;
     } else if (source && (!added_filters.empty() || !removed_filters.empty())) {
       // Same session, same connection: messages on a removed filter that the
       // broker sent before the UNSUBSCRIBE are rejected as matching no topic.
@@ -877,6 +885,13 @@ struct Daemon::Impl {
     so.clock_ms = WallClockMs;
     source = std::make_unique<MqttSource>(so, [this](Message&& m) { OnArrival(std::move(m)); });
     source_state = SourceState::kStopped;
+    if (!pending_unsubscribe.empty()) {
+      for (const std::string& f : pending_unsubscribe)
+        LOG_INFO(kLog, "source topic filter %s removed while weir was down: unsubscribing",
+                 f.c_str());
+      source->Unsubscribe(pending_unsubscribe);
+      pending_unsubscribe.clear();
+    }
     return source->Start();
   }
 
