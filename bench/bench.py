@@ -824,6 +824,17 @@ def bench_peer(ctx):
         "nothing, weir commits to SQLite."]}
 
 
+# ---------------------------------------------------------------- reload (issue 12)
+
+def bench_reload(ctx):
+    import reload_pause  # bench/reload_pause.py: the ingest pause a SIGHUP causes
+    ctx.result["reload"] = reload_pause.bench_section(ctx.args.bin_dir, ctx.args.runs,
+                                                      ctx.args.smoke, ctx.tmp)
+
+
+ALL.append("reload")
+
+
 # ---------------------------------------------------------------- footprint
 
 def bench_footprint(ctx):
@@ -987,6 +998,7 @@ def main():
             ctx.profile = f.read().strip()
     funcs = {"core": bench_core, "ingest": bench_ingest, "uplink": bench_uplink,
              "peer": bench_peer,
+             "reload": bench_reload,
              "footprint": bench_footprint}
     failed = []
     try:

@@ -5,6 +5,7 @@
 
 #include <mqtt/async_client.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -49,6 +50,12 @@ struct MqttSource::Impl {
   MqttSourceStats stats;
   int version_try = 5;  // the version the next attempt uses
   bool version_fixed = false;
+  // Filter changes not yet acknowledged by the broker (Subscribe /
+  // Unsubscribe); `options.filters` already has them. `filters_dirty`: the
+  // reconnect thread should send them on the live connection.
+  std::vector<std::string> to_subscribe;
+  std::vector<std::string> to_unsubscribe;
+  bool filters_dirty = false;
 
   std::unique_ptr<mqtt::async_client> client;  // owned by the reconnect thread
   int client_version = 0;
@@ -56,6 +63,10 @@ struct MqttSource::Impl {
 
   void Run();
   bool ConnectOnce();
+  // Sends the pending filter changes on the connected client; false when
+  // the broker did not acknowledge them (they stay pending for the next
+  // connect). Reconnect thread only, `mu` not held.
+  bool SendFilterChanges();
   void OnMessage(mqtt::const_message_ptr msg);
 };
 
@@ -109,6 +120,81 @@ bool MqttSource::WaitConnected(int64_t timeout_ms) {
   std::unique_lock<std::mutex> lock(impl_->mu);
   return impl_->cv.wait_for(lock, std::chrono::milliseconds(timeout_ms),
                             [this] { return impl_->stats.state == SourceState::kConnected; });
+}
+
+namespace {
+
+void AddUnique(std::vector<std::string>* list, const std::string& s) {
+  if (std::find(list->begin(), list->end(), s) == list->end()) list->push_back(s);
+}
+void RemoveFrom(std::vector<std::string>* list, const std::string& s) {
+  list->erase(std::remove(list->begin(), list->end(), s), list->end());
+}
+
+}  // namespace
+
+void MqttSource::Subscribe(const std::vector<std::string>& filters) {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    for (const std::string& f : filters) {
+      AddUnique(&impl_->options.filters, f);
+      RemoveFrom(&impl_->to_unsubscribe, f);
+      AddUnique(&impl_->to_subscribe, f);
+    }
+    impl_->filters_dirty = true;
+  }
+  impl_->cv.notify_all();
+}
+
+void MqttSource::Unsubscribe(const std::vector<std::string>& filters) {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    for (const std::string& f : filters) {
+      RemoveFrom(&impl_->options.filters, f);
+      RemoveFrom(&impl_->to_subscribe, f);
+      AddUnique(&impl_->to_unsubscribe, f);
+    }
+    impl_->filters_dirty = true;
+  }
+  impl_->cv.notify_all();
+}
+
+bool MqttSource::Impl::SendFilterChanges() {
+  std::vector<std::string> sub, unsub;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    sub = to_subscribe;
+    unsub = to_unsubscribe;
+  }
+  if (sub.empty() && unsub.empty()) return true;
+  try {
+    if (!sub.empty()) {
+      mqtt::iasync_client::qos_collection qos(sub.size(), options.qos);
+      mqtt::token_ptr tok = client->subscribe(mqtt::string_collection::create(sub), qos);
+      if (!tok->wait_for(kSubscribeTimeout)) {
+        throw mqtt::exception(MQTTASYNC_FAILURE, "subscribe timed out");
+      }
+      for (const std::string& f : sub) LogLine(LogLevel::kInfo, "added topic filter " + f);
+    }
+    if (!unsub.empty()) {
+      mqtt::token_ptr tok = client->unsubscribe(mqtt::string_collection::create(unsub));
+      if (!tok->wait_for(kSubscribeTimeout)) {
+        throw mqtt::exception(MQTTASYNC_FAILURE, "unsubscribe timed out");
+      }
+      for (const std::string& f : unsub) LogLine(LogLevel::kInfo, "removed topic filter " + f);
+    }
+  } catch (const mqtt::exception& e) {
+    LogLine(
+        LogLevel::kWarn,
+        std::string("changing topic filters failed (retried at the next connect): ") + e.what());
+    return false;
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  // Only what was sent: a change that came meanwhile stays pending.
+  for (const std::string& f : sub) RemoveFrom(&to_subscribe, f);
+  for (const std::string& f : unsub) RemoveFrom(&to_unsubscribe, f);
+  ++stats.filter_changes;
+  return true;
 }
 
 MqttSourceStats MqttSource::stats() const {
@@ -183,12 +269,22 @@ bool MqttSource::Impl::ConnectOnce() {
     bool session_present = tok->get_connect_response().is_session_present();
     // Resubscribe every time: a broker that restarted without persistence
     // has forgotten our subscriptions even though our client id is the same.
-    auto filters = mqtt::string_collection::create(options.filters);
-    mqtt::iasync_client::qos_collection qos(options.filters.size(), options.qos);
+    std::vector<std::string> current;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      current = options.filters;
+      // The whole set goes out now; removals still have to be sent.
+      to_subscribe.clear();
+    }
+    auto filters = mqtt::string_collection::create(current);
+    mqtt::iasync_client::qos_collection qos(current.size(), options.qos);
     mqtt::token_ptr sub = client->subscribe(filters, qos);
     if (!sub->wait_for(kSubscribeTimeout)) {
       throw mqtt::exception(MQTTASYNC_FAILURE, "subscribe timed out");
     }
+    // Filters removed while disconnected leave the persistent session now
+    // (a failure leaves them for the next connect; the connection is fine).
+    SendFilterChanges();
     std::lock_guard<std::mutex> lock(mu);
     if (lost) return false;  // lost again while subscribing
     ++stats.connects;
@@ -213,10 +309,17 @@ void MqttSource::Impl::Run() {
   std::unique_lock<std::mutex> lock(mu);
   while (!stop) {
     if (stats.state == SourceState::kConnected && !lost) {
-      cv.wait(lock, [this] { return stop || lost; });
+      cv.wait(lock, [this] { return stop || lost || filters_dirty; });
+      if (filters_dirty && !stop && !lost) {
+        filters_dirty = false;
+        lock.unlock();
+        SendFilterChanges();  // on failure they wait for the next connect
+        lock.lock();
+      }
       continue;
     }
     stats.state = SourceState::kConnecting;
+    filters_dirty = false;  // the connect sends them
     lock.unlock();
     bool ok = ConnectOnce();
     lock.lock();

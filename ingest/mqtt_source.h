@@ -58,6 +58,7 @@ struct MqttSourceStats {
   uint64_t connection_losses = 0;
   uint64_t connect_failures = 0;
   bool session_present = false;  // the broker still had our session at the last connect
+  uint64_t filter_changes = 0;   // Subscribe/Unsubscribe changes the broker acknowledged
 };
 
 class MqttSource {
@@ -81,6 +82,17 @@ class MqttSource {
   // thread. After Stop() the handler is not called again.
   // REQUIRES: not called from inside the handler.
   void Stop();
+
+  // Topic filters change in the broker's persistent session, without a new
+  // connection or session (a config reload that adds or removes topics).
+  // Both return at once: the client's own thread sends the SUBSCRIBE or
+  // UNSUBSCRIBE now when connected, otherwise right after the next connect.
+  // Later (re)connects subscribe the changed set. Unsubscribe goes after any
+  // pending Subscribe, so a filter replaced by a wider one loses nothing in
+  // between. Messages the broker had queued for a removed filter may still
+  // arrive.
+  void Subscribe(const std::vector<std::string>& filters);
+  void Unsubscribe(const std::vector<std::string>& filters);
 
   // Waits until connected and subscribed, or the deadline passes.
   bool WaitConnected(int64_t timeout_ms);

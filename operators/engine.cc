@@ -44,7 +44,10 @@ namespace {
 // Watermark bounds that leave room for +/- durations without overflow.
 constexpr int64_t kNegInf = std::numeric_limits<int64_t>::min() / 4;
 constexpr int64_t kPosInf = std::numeric_limits<int64_t>::max() / 4;
-constexpr uint8_t kBlobVersion = 1;
+// Version 2 added the purge marks (KeyState::purged_to, DeviceState::purge_floor,
+// PipelineOperator::purge_floor_); version 1 rows still decode (see LegacyPurgeFloors).
+constexpr uint8_t kBlobVersion = 2;
+constexpr uint8_t kBlobVersionNoMarks = 1;
 
 int64_t FloorDiv(int64_t a, int64_t b) {
   int64_t q = a / b;
@@ -139,6 +142,10 @@ struct DeviceState {
   int32_t q_next = -1;
   bool has_offset = false;
   int64_t clock_offset = 0;
+  // Restored from a checkpoint written before purge marks were kept: the
+  // purge mark every key of this device is assumed to have at least (see
+  // LegacyPurgeFloors). kNegInf otherwise.
+  int64_t purge_floor = kNegInf;
   bool changed = false;
   std::vector<int32_t> keys;  // keys containing `device` fed by this device
   int32_t own_key = -1;       // key ["device"]: the device's one key, found without hashing
@@ -164,8 +171,14 @@ struct Window {
 struct KeyState {
   int32_t device = -1;  // when the key contains `device`: whose wm closes it
   std::vector<std::string> values;
-  std::string id_part;              // values percent-encoded, joined by ","; "*" for key []
-  std::vector<int32_t> windows;     // sorted by start
+  std::string id_part;           // values percent-encoded, joined by ","; "*" for key []
+  std::vector<int32_t> windows;  // sorted by start
+  // Greatest `end` (sessions: last timestamp) of a window that fired and was
+  // purged. A window ending at or before it that is not held is treated as
+  // purged: a late reading for it is dropped even when allowed_lateness has
+  // grown since (a reload), because re-creating it would emit a second,
+  // different result under an id the receiver already has.
+  int64_t purged_to = kNegInf;
   int64_t next_deadline = kPosInf;  // lower bound of the key wm at which something is due
   uint64_t mark = 0;                // step stamp: already a candidate in this step
   bool changed = false;
@@ -312,6 +325,14 @@ class PipelineOperator {
   void EvictOverflow();
   Status DecodePipeline(std::string_view blob);
   void RebuildAfterRestore();
+  // The purge mark a late reading for `ki` is judged against: the key's own,
+  // raised by the floor derived from a checkpoint without marks.
+  int64_t PurgedTo(const KeyState& k) const {
+    int64_t floor =
+        k.device >= 0 ? devices_[static_cast<size_t>(k.device)].purge_floor : purge_floor_;
+    return std::max(k.purged_to, floor);
+  }
+  void LegacyPurgeFloors();
 
   // Config, resolved.
   const int index_;
@@ -336,6 +357,8 @@ class PipelineOperator {
   uint64_t emit_seq_ = 0;
   int64_t wm_p_ = kNegInf;
   bool wm_p_raised_ = false;
+  int64_t purge_floor_ = kNegInf;  // group keys' DeviceState::purge_floor
+  bool restored_without_marks_ = false;
   MinTree eligible_wm_;    // wm_d of eligible devices, kPosInf for the others and ramping ones
   MinTree ramp_neg_cost_;  // -(lag + ooo) of ramping eligible devices, kPosInf for the others
   struct Queue {
@@ -956,6 +979,7 @@ void PipelineOperator::Purge(int32_t ki, int64_t key_wm) {
       break;
     }
     if (!w.dirty && w.rev >= 0 && key_wm >= FireTime(w) + et_.allowed_lateness_ms) {
+      k.purged_to = std::max(k.purged_to, w.end);
       ReleaseWindow(wi);
       k.changed = true;
     } else {
@@ -1177,6 +1201,12 @@ bool PipelineOperator::AddToTimeWindows(int32_t ki, const Reading& r, int64_t ts
       });
       if (it != list.end() && windows_[static_cast<size_t>(*it)].start == s) wi = *it;
     }
+    if (wi < 0 && late && e <= PurgedTo(keys_[static_cast<size_t>(ki)])) {
+      // Fired and purged already (allowed_lateness grew since): too late.
+      ++counters_.late_dropped;
+      dropped = true;
+      continue;
+    }
     if (wi < 0) {
       wi = AcquireWindow(ki);
       Window& w = windows_[static_cast<size_t>(wi)];
@@ -1261,7 +1291,10 @@ bool PipelineOperator::AddToSessions(int32_t ki, const Reading& r, int64_t ts, i
 
   if (matches_.empty()) {
     bool late = key_wm >= ts + gap;
-    if (late && (et_.late != LatePolicy::kUpdate || key_wm >= ts + gap + et_.allowed_lateness_ms)) {
+    // ts <= purged_to: it would have joined a session that fired and was
+    // purged (allowed_lateness grew since): too late, as for time windows.
+    if (late && (et_.late != LatePolicy::kUpdate || key_wm >= ts + gap + et_.allowed_lateness_ms ||
+                 ts <= PurgedTo(*k))) {
       ++counters_.late_dropped;
       return true;
     }
@@ -1450,13 +1483,17 @@ void PipelineOperator::EncodeDevice(int32_t di, std::string* blob) const {
   enc.U8(d.seen);
   enc.U8(d.has_offset);
   enc.I64(d.clock_offset);
+  enc.I64(d.purge_floor);
 }
 
 Status PipelineOperator::DecodeDevice(std::string_view id, std::string_view blob) {
   int32_t di = FindOrAddDevice(id);
   DeviceState& d = devices_[static_cast<size_t>(di)];
   StateDecoder dec(blob);
-  if (dec.U8() != kBlobVersion) return DataLoss("device state: unknown version");
+  uint8_t version = dec.U8();
+  if (version != kBlobVersion && version != kBlobVersionNoMarks) {
+    return DataLoss("device state: unknown version");
+  }
   d.max_ts = dec.I64();
   d.dwm = dec.I64();
   d.wm = dec.I64();
@@ -1467,6 +1504,7 @@ Status PipelineOperator::DecodeDevice(std::string_view id, std::string_view blob
   d.seen = dec.U8();
   d.has_offset = dec.U8();
   d.clock_offset = dec.I64();
+  if (version == kBlobVersion) d.purge_floor = dec.I64();
   if (!dec.ok() || !dec.done()) return DataLoss("device state: truncated blob");
   return Status::Ok();
 }
@@ -1478,6 +1516,7 @@ void PipelineOperator::EncodeKeyState(int32_t ki, std::string* blob) const {
   enc.I64(static_cast<int64_t>(k.values.size()));
   for (const std::string& v : k.values) enc.Str(v);
   enc.Str(k.device >= 0 ? std::string_view(device_index_.name(k.device)) : std::string_view());
+  enc.I64(k.purged_to);
   enc.I64(static_cast<int64_t>(k.windows.size()));
   for (int32_t wi : k.windows) {
     const Window& w = windows_[static_cast<size_t>(wi)];
@@ -1505,7 +1544,10 @@ void PipelineOperator::EncodeKeyState(int32_t ki, std::string* blob) const {
 
 Status PipelineOperator::DecodeKeyState(std::string_view blob, bool from_spill) {
   StateDecoder dec(blob);
-  if (dec.U8() != kBlobVersion) return DataLoss("key state: unknown version");
+  uint8_t version = dec.U8();
+  if (version != kBlobVersion && version != kBlobVersionNoMarks) {
+    return DataLoss("key state: unknown version");
+  }
   int64_t nvalues = dec.Count(1024);
   if (!dec.ok() || nvalues != static_cast<int64_t>(key_parts_.size())) {
     return DataLoss("key state: key does not match the pipeline");
@@ -1520,11 +1562,14 @@ Status PipelineOperator::DecodeKeyState(std::string_view blob, bool from_spill) 
     key_buf_.append(v.data(), v.size());
   }
   std::string_view device = dec.Str();
+  int64_t purged_to = version == kBlobVersion ? dec.I64() : kNegInf;
   if (!dec.ok()) return DataLoss("key state: truncated blob");
   int32_t di = key_has_device_ ? FindOrAddDevice(device) : -1;
   std::string enc_key = key_buf_;
   int32_t ki = FindOrAddKey(enc_key, di);
   if (!from_spill) keys_[static_cast<size_t>(ki)].persisted = true;
+  int64_t& mark = keys_[static_cast<size_t>(ki)].purged_to;
+  mark = std::max(mark, purged_to);
   int64_t nwin = dec.Count(1 << 20);
   for (int64_t j = 0; j < nwin && dec.ok(); ++j) {
     int32_t wi = AcquireWindow(ki);
@@ -1568,7 +1613,11 @@ Status PipelineOperator::DecodeKeyState(std::string_view blob, bool from_spill) 
 
 Status PipelineOperator::DecodePipeline(std::string_view blob) {
   StateDecoder dec(blob);
-  if (dec.U8() != kBlobVersion) return DataLoss("pipeline state: unknown version");
+  uint8_t version = dec.U8();
+  if (version != kBlobVersion && version != kBlobVersionNoMarks) {
+    return DataLoss("pipeline state: unknown version");
+  }
+  restored_without_marks_ = version == kBlobVersionNoMarks;
   now_ = dec.I64();
   wm_p_ = dec.I64();
   arrival_seq_ = dec.U64();
@@ -1579,6 +1628,7 @@ Status PipelineOperator::DecodePipeline(std::string_view blob) {
   counters_.late_updates = dec.I64();
   counters_.results = dec.I64();
   counters_.retractions = dec.I64();
+  if (version == kBlobVersion) purge_floor_ = dec.I64();
   if (!dec.ok() || !dec.done()) return DataLoss("pipeline state: truncated blob");
   return Status::Ok();
 }
@@ -1600,6 +1650,7 @@ void PipelineOperator::CollectChanges(StateWriter* writer) {
     enc.I64(counters_.late_updates);
     enc.I64(counters_.results);
     enc.I64(counters_.retractions);
+    enc.I64(purge_floor_);
     writer->Put(storage_id_, 'p', "", blob);
   }
   for (int32_t di = 0; di < static_cast<int32_t>(devices_.size()); ++di) {
@@ -1623,8 +1674,9 @@ void PipelineOperator::CollectChanges(StateWriter* writer) {
       }
       continue;
     }
-    if (k.windows.empty()) {
-      // Purged: nothing left worth restoring.
+    if (k.windows.empty() && k.purged_to == kNegInf) {
+      // Nothing left worth restoring. (A key whose windows were purged keeps
+      // its row for the mark.)
       if (k.persisted) writer->Erase(storage_id_, 'k', k.id_part);
       k.persisted = false;
       continue;
@@ -1652,7 +1704,32 @@ Status PipelineOperator::Restore(StateReader* reader) {
       });
   if (!st.ok()) return st;
   RebuildAfterRestore();
+  if (restored_without_marks_) LegacyPurgeFloors();
   return Status::Ok();
+}
+
+// A checkpoint written before purge marks were kept: which windows were
+// purged is unknown, and keys whose windows were all purged have no row at
+// all. Assume every window that could have been: one is purged once the key
+// watermark reaches its end (sessions: last + gap) plus allowed_lateness, and
+// the watermarks restored here are at least those of every earlier purge.
+// So every key of a device gets the floor wm_d - lateness (group keys:
+// wm_p - lateness), stored with the device (pipeline) so it also covers keys
+// not seen yet, and written at the next checkpoint. Under the config it was
+// written with this changes no result: those readings were beyond
+// allowed_lateness already.
+void PipelineOperator::LegacyPurgeFloors() {
+  restored_without_marks_ = false;
+  const int64_t reach = et_.allowed_lateness_ms + (is_session() ? window_.gap_ms : 0);
+  auto floor_of = [reach](int64_t wm) { return wm <= kNegInf ? kNegInf : wm - reach; };
+  purge_floor_ = std::max(purge_floor_, floor_of(wm_p_));
+  for (DeviceState& d : devices_) {
+    int64_t f = floor_of(d.wm);
+    if (f > d.purge_floor) {
+      d.purge_floor = f;
+      d.changed = true;
+    }
+  }
 }
 
 void PipelineOperator::RebuildAfterRestore() {

@@ -368,6 +368,9 @@ struct Daemon::Impl {
   int64_t loss_sealed = 0;     // loss records at or below this position are final
   int64_t seal_requested = 0;  // waiting for this loss record to be sealed
   int64_t inflight_seal = 0;   // the seal carried by the commit in flight
+  // Topic filters a config applied at start removed (same client id): the
+  // source unsubscribes them from its persistent session when it starts.
+  std::vector<std::string> pending_unsubscribe;
   std::string uplink_topic_template;
 
   explicit Impl(DaemonOptions o) : options(std::move(o)) {}
@@ -662,12 +665,21 @@ struct Daemon::Impl {
     const std::vector<std::string> old_filters = SubscriptionFilters(config);
     const std::vector<std::string> new_filters = SubscriptionFilters(next);
     const std::string old_client_id = config.source.client_id;
+    // Topic filters alone change in the running session (SUBSCRIBE and
+    // UNSUBSCRIBE); anything else about the source needs a new connection.
     bool source_changed =
         config.source.broker != next.source.broker ||
         config.source.client_id != next.source.client_id || config.source.qos != next.source.qos ||
         config.source.session_expiry_ms != next.source.session_expiry_ms ||
         config.source.username != next.source.username ||
-        config.source.password != next.source.password || old_filters != new_filters;
+        config.source.password != next.source.password;
+    std::vector<std::string> added_filters, removed_filters;
+    for (const std::string& f : new_filters)
+      if (std::find(old_filters.begin(), old_filters.end(), f) == old_filters.end())
+        added_filters.push_back(f);
+    for (const std::string& f : old_filters)
+      if (std::find(new_filters.begin(), new_filters.end(), f) == new_filters.end())
+        removed_filters.push_back(f);
     bool uplink_changed =
         config.uplink.broker != next.uplink.broker ||
         config.uplink.client_id != next.uplink.client_id || config.uplink.qos != next.uplink.qos ||
@@ -691,6 +703,12 @@ struct Daemon::Impl {
     // were committed already, and collecting them again would write the
     // ending pipelines' rows back after the store clears them.
     int64_t now_ms = processor->now_ms();
+    // The ingest counters live in the processor: /metrics keeps what a
+    // replaced one counted, but only as of its last snapshot. Take one now,
+    // and another as soon as the new processor exists (below), or the
+    // messages since the last tick go uncounted (and a new processor at the
+    // old one's address would not even be noticed).
+    RefreshMetrics();
     processor.reset();
     collector.Reset(&pending, now_ms);  // not the local batch, which is moved from next
     AppendBatch(&pending, std::move(change));
@@ -705,6 +723,7 @@ struct Daemon::Impl {
     // (never back), and the first step at it finds idle devices again.
     st = BuildProcessor(config, generations);
     if (!st.ok()) FailAfterCommit(st);
+    RefreshMetrics();
     if (now_ms > 0) processor->AdvanceTo(now_ms, &collector);
 
     if ((uplink || restart_uplink) && uplink_changed) {
@@ -716,20 +735,29 @@ struct Daemon::Impl {
     }
     if (source && source_changed) {
       LOG_INFO(kLog, "source settings changed: reconnecting to the gateway broker");
-      // MqttSource subscribes but never unsubscribes: a filter dropped from
-      // the config stays in the broker's persistent session until it
-      // expires, and its messages are rejected as matching no topic.
-      for (const std::string& f : old_filters)
-        if (std::find(new_filters.begin(), new_filters.end(), f) == new_filters.end() &&
-            config.source.client_id == old_client_id)
-          LOG_WARN(kLog,
-                   "source topic filter %s removed: the broker session keeps it "
-                   "subscribed; its messages will be rejected",
-                   f.c_str());
       // StartSource stops the old client while it drains the queue into
       // `held`: those messages are processed next, under the new config.
       st = StartSource();
       if (!st.ok()) FailAfterCommit(st);
+      // The new client subscribes the new set; filters dropped from the
+      // config leave the persistent session (when it is the same one) at
+      // its connect. Another client id: the old session just expires.
+      if (config.source.client_id == old_client_id && !removed_filters.empty())
+        source->Unsubscribe(removed_filters);
+    } else if (!source && config.source.client_id == old_client_id) {
+      // On start, applying the file's config after recovery: the source is
+      // not running yet. It subscribes the new set; the removed filters
+      // leave the persistent session when it starts.
+      pending_unsubscribe = removed_filters;
+    } else if (source && (!added_filters.empty() || !removed_filters.empty())) {
+      // Same session, same connection: messages on a removed filter that the
+      // broker sent before the UNSUBSCRIBE are rejected as matching no topic.
+      for (const std::string& f : added_filters)
+        LOG_INFO(kLog, "source topic filter %s added: subscribing", f.c_str());
+      for (const std::string& f : removed_filters)
+        LOG_INFO(kLog, "source topic filter %s removed: unsubscribing", f.c_str());
+      if (!added_filters.empty()) source->Subscribe(added_filters);
+      if (!removed_filters.empty()) source->Unsubscribe(removed_filters);
     }
     return Status::Ok();
   }
@@ -865,6 +893,13 @@ struct Daemon::Impl {
     so.clock_ms = WallClockMs;
     source = std::make_unique<MqttSource>(so, [this](Message&& m) { OnArrival(std::move(m)); });
     source_state = SourceState::kStopped;
+    if (!pending_unsubscribe.empty()) {
+      for (const std::string& f : pending_unsubscribe)
+        LOG_INFO(kLog, "source topic filter %s removed while weir was down: unsubscribing",
+                 f.c_str());
+      source->Unsubscribe(pending_unsubscribe);
+      pending_unsubscribe.clear();
+    }
     return source->Start();
   }
 
@@ -987,6 +1022,10 @@ struct Daemon::Impl {
     int64_t now = WallClockMs();
     collector.Reset(&pending, now);
     processor->AdvanceTo(now, &collector);
+    RefreshMetrics(now);
+  }
+
+  void RefreshMetrics(int64_t now = WallClockMs()) {
     metrics.Refresh({&config, &generations, processor.get(), store.get(), source.get(),
                      uplink.get()},
                     now);

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <vector>
@@ -77,6 +78,74 @@ TEST(MqttSourceTest, DeliversMessagesWithTopicPayloadAndInjectedArrivalTime) {
   EXPECT_EQ(got[0].arrival_ms, 1700000000123);
   EXPECT_EQ(got[0].journal_seq, 0);
   EXPECT_EQ(got[1].topic, "sensors/d2/telemetry");
+}
+
+// A config reload changes topic filters in the running session: no new
+// connection, an added filter delivers, a removed one stops delivering.
+TEST(MqttSourceTest, SubscribeAndUnsubscribeInTheRunningSession) {
+  TestBroker broker;
+  ASSERT_TRUE(broker.Start());
+  std::mutex mu;
+  std::vector<std::string> got;
+  MqttSource source(Options(broker, "src-filters"), [&](Message&& m) {
+    std::lock_guard<std::mutex> lock(mu);
+    got.push_back(m.topic + " " + m.payload);
+  });
+  auto received = [&](const std::string& what) {
+    return WaitFor(
+        [&] {
+          std::lock_guard<std::mutex> l(mu);
+          return std::find(got.begin(), got.end(), what) != got.end();
+        },
+        10000);
+  };
+  ASSERT_TRUE(source.Start().ok());
+  ASSERT_TRUE(source.WaitConnected(10000));
+
+  source.Subscribe({"extra/+/data"});
+  ASSERT_TRUE(WaitFor([&] { return source.stats().filter_changes == 1; }, 10000));
+  PublishAll(broker.uri(), {{"extra/x1/data", "1"}});
+  ASSERT_TRUE(received("extra/x1/data 1"));
+
+  source.Unsubscribe({"extra/+/data"});
+  ASSERT_TRUE(WaitFor([&] { return source.stats().filter_changes == 2; }, 10000));
+  // From one publisher, in order: had "2" been delivered it would come first.
+  PublishAll(broker.uri(), {{"extra/x1/data", "2"}, {"sensors/d1/telemetry", "3"}});
+  ASSERT_TRUE(received("sensors/d1/telemetry 3"));
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(got, (std::vector<std::string>{"extra/x1/data 1", "sensors/d1/telemetry 3"}));
+  EXPECT_EQ(source.stats().connects, 1u);
+}
+
+// Removed while stopped: the filter leaves the persistent session at the
+// next connect, so nothing published on it afterwards arrives.
+TEST(MqttSourceTest, UnsubscribeWhileStoppedAppliesAtTheNextConnect) {
+  TestBroker broker;
+  ASSERT_TRUE(broker.Start());
+  std::mutex mu;
+  std::vector<std::string> got;
+  MqttSourceOptions o = Options(broker, "src-filters-later");
+  o.filters.push_back("extra/+/data");
+  MqttSource source(o, [&](Message&& m) {
+    std::lock_guard<std::mutex> lock(mu);
+    got.push_back(m.topic + " " + m.payload);
+  });
+  ASSERT_TRUE(source.Start().ok());
+  ASSERT_TRUE(source.WaitConnected(10000));
+  source.Stop();
+  source.Unsubscribe({"extra/+/data"});
+  ASSERT_TRUE(source.Start().ok());
+  ASSERT_TRUE(source.WaitConnected(10000));
+  ASSERT_TRUE(WaitFor([&] { return source.stats().filter_changes == 1; }, 10000));
+  PublishAll(broker.uri(), {{"extra/x1/data", "1"}, {"sensors/d1/telemetry", "2"}});
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::lock_guard<std::mutex> l(mu);
+        return !got.empty();
+      },
+      10000));
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(got, (std::vector<std::string>{"sensors/d1/telemetry 2"}));
 }
 
 // The subscriber runs in a child process whose handler blocks on the second

@@ -248,3 +248,31 @@ def check_capture(messages):
                 if topic != f"weir/{GATEWAY}/{r['pipeline']}":
                     problems.append(f"{r['id']}: on topic {topic}")
     return problems
+
+
+def free_port():
+    import socket
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+def metrics(port):
+    """{sample name with labels: value} from weir's /metrics."""
+    import urllib.request
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def metric(port, name):
+    m = metrics(port)
+    if name not in m:
+        raise harness.Failure(f"no {name} in /metrics: {sorted(m)[:50]}")
+    return m[name]

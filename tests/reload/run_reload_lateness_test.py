@@ -3,10 +3,8 @@
 not reopen windows that fired and were purged under the old setting: a late
 reading for such a window is dropped, and no id ever arrives with two
 different results at one revision (DESIGN 6.5: "never reuse an id for a
-different result"). Registered DISABLED: the engine cannot tell a purged
-window from one that never existed, so today the late reading creates
-[0,10s) again and emits a second, different revision 0 under the same id.
-Enable once the engine keeps a per-key horizon of purged windows.
+different result"). The engine keeps, per key, the end of the windows it
+purged, checkpointed, so the reload's rebuilt engine still knows.
 
   run_reload_lateness_test.py --bin BUILD/bin
 """
