@@ -897,8 +897,14 @@ struct Daemon::Impl {
 
   // ---- loop thread -------------------------------------------------------
 
+  // With durability batch, processed messages wait in `pending` for their
+  // group commit; bounding them by the queue's capacity keeps memory within
+  // the budget `weir validate` prints when a commit is slow (the queue then
+  // fills and pushes back to the broker, DESIGN 6.1).
   bool IngestPaused() const {
-    return pending.outbox.size() >= kMaxPendingOutbox || store->stats().full;
+    return pending.outbox.size() >= kMaxPendingOutbox ||
+           pending.journal.size() >= static_cast<size_t>(config.ingest.queue_capacity) ||
+           store->stats().full;
   }
 
   // on_full block: while the store is full the source is disconnected, so
@@ -1007,6 +1013,8 @@ struct Daemon::Impl {
       }
       if (commit_wake) commit_wake->Send();
     });
+    // Ingest may have paused on a full pending batch, which is empty now.
+    if (ingest_wake && queue && (queue->size() > 0 || !held.empty())) ingest_wake->Send();
   }
 
   void HandleCommitResults() {
