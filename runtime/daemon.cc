@@ -20,6 +20,7 @@
 #include "core/text.h"
 #include "ingest/bounded_queue.h"
 #include "ingest/mqtt_source.h"
+#include "runtime/memory_budget.h"
 #include "runtime/metrics.h"
 #include "runtime/processor.h"
 #include "runtime/uv_handles.h"
@@ -898,12 +899,12 @@ struct Daemon::Impl {
   // ---- loop thread -------------------------------------------------------
 
   // With durability batch, processed messages wait in `pending` for their
-  // group commit; bounding them by the queue's capacity keeps memory within
-  // the budget `weir validate` prints when a commit is slow (the queue then
-  // fills and pushes back to the broker, DESIGN 6.1).
+  // group commit; bounding them keeps memory within the budget `weir
+  // validate` prints when a commit is slow (the queue then fills and pushes
+  // back to the broker, DESIGN 6.1).
   bool IngestPaused() const {
     return pending.outbox.size() >= kMaxPendingOutbox ||
-           pending.journal.size() >= static_cast<size_t>(config.ingest.queue_capacity) ||
+           pending.journal.size() >= static_cast<size_t>(MaxPendingMessages(config)) ||
            store->stats().full;
   }
 

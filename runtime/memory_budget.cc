@@ -120,10 +120,9 @@ MemoryBudget ComputeMemoryBudget(const Config& c) {
   b.devices = devices * (kDedupDeviceBytes + (seq ? kDedupSeqBytes : 0));
 
   // The queue at capacity and the slice the loop took off it; with durability
-  // batch also the messages of the pending and the in-flight group commit,
-  // each bounded by the queue's capacity (the loop pauses at that).
+  // batch also the messages of the pending and the in-flight group commit.
   int64_t messages = c.ingest.queue_capacity + kIngestSlice;
-  if (c.ingest.durability == Durability::kBatch) messages += 2 * c.ingest.queue_capacity;
+  if (c.ingest.durability == Durability::kBatch) messages += 2 * MaxPendingMessages(c);
   b.messages = messages * kMessageBytes;
 
   // Device checkpoint rows ('d', one per device per pipeline, and dedup rows).

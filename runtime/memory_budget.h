@@ -14,6 +14,13 @@
 
 namespace weir {
 
+// With durability batch, `weir run` pauses taking messages off the queue
+// while this many processed messages wait for their group commit (they are in
+// memory until it is through).
+inline int64_t MaxPendingMessages(const Config& config) {
+  return config.ingest.queue_capacity > 4096 ? config.ingest.queue_capacity : 4096;
+}
+
 struct PipelineMemory {
   int64_t keys = 0;             // keys held in memory at most (beyond: spilled)
   int64_t windows_per_key = 0;  // open, plus fired ones kept for allowed_lateness
