@@ -38,11 +38,13 @@ constexpr int64_t kKeyBytes = 280;
 // entry and name (56), two min-tree leaves (2 x 32 with the tree's inner
 // nodes) and scratch lists (16).
 constexpr int64_t kDeviceBytes = 300;
-// The window pool grows by doubling and constructs every window it adds, so
-// up to twice the windows in use are resident. Other tables grow by doubling
-// too but touch only what they hold; their copy when they grow counts once.
-constexpr int64_t kWindowPoolGrowth = 2;
-constexpr int64_t kWindowPoolMin = 16;  // the pool's first allocation
+// The window pool starts at 16 windows and doubles, constructing every
+// window it adds, so the pool holds the next power-of-two step at or above the
+// windows in use; while it grows, the old array of records (160 bytes each) is
+// still there as the new one fills. Other tables grow by doubling too but
+// touch only what they hold; their copy when they grow counts once.
+constexpr int64_t kWindowPoolMin = 16;
+constexpr int64_t kWindowRecordBytes = 160;
 constexpr int64_t kTableGrowthPercent = 150;
 
 // ingest/dedup.cc: a device's hash-map node, bucket and name (150); its seq
@@ -70,6 +72,12 @@ constexpr int64_t kResultPerAggregate = 24;
 // storage/: per connection, besides its page cache: schema, prepared
 // statements and lookaside slots.
 constexpr int64_t kSqliteConnectionBytes = 192 * 1024;
+
+int64_t WindowPoolBytes(int64_t windows, int64_t window_bytes) {
+  int64_t pool = kWindowPoolMin;
+  while (pool < windows) pool *= 2;
+  return pool * window_bytes + (pool / 2) * kWindowRecordBytes;
+}
 
 int64_t WindowsPerKey(const PipelineConfig& p) {
   const EventTimeConfig& et = p.event_time;
@@ -108,7 +116,7 @@ MemoryBudget ComputeMemoryBudget(const Config& c) {
     for (const AggregateConfig& a : p.aggregates)
       m.window_bytes += kAggSlotBytes + (a.kind == AggregateKind::kQuantile ? kSketchBytes : 0);
     m.bytes = m.keys * kKeyBytes * kTableGrowthPercent / 100 +
-              (m.keys * m.windows_per_key + kWindowPoolMin) * m.window_bytes * kWindowPoolGrowth +
+              WindowPoolBytes(m.keys * m.windows_per_key, m.window_bytes) +
               devices * kDeviceBytes * kTableGrowthPercent / 100;
     b.pipelines += m.bytes;
     key_row_bytes += m.keys * (kStateRowBytes + kStateRowPerAggregate * aggs + kResultBytes +

@@ -4,7 +4,9 @@
 // tables and buffers (operators/engine.cc, ingest/dedup.cc, runtime/daemon.cc,
 // storage/) and one measured constant, the process's fixed overhead.
 // tests/ops/memory_budget_test.py runs `weir run` at 1k and 10k keys and
-// checks peak RSS <= budget <= 2 x peak RSS.
+// checks peak RSS <= budget <= 2 x peak RSS (measured on amd64: budget/RSS
+// 1.2 at 1k keys, 1.4 at 10k, 1.95 at 100k, in runs where no window fires:
+// the budget also holds a commit in which every key fires).
 #pragma once
 
 #include <cstdint>
