@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """`weir validate`'s memory budget against the peak RSS of `weir run` (issue 9).
 
-For 1k keys (durability journal) and 10k keys (durability batch), one key per
-device: `weir validate` prints the budget; `weir run` first subscribes once
+For 1k keys (durability journal) and 10k keys (durability batch; once within
+one window, once crossing a window boundary so that every key fires), one key
+per device: `weir validate` prints the budget; `weir run` first subscribes once
 (a persistent session), then, while it is away, a real Mosquitto queues three
 readings per device; `weir run` starts again and drains them, and once every
 reading is counted and every key is held (from /metrics) its VmHWM is read from
@@ -106,13 +107,13 @@ def stop(p):
             p.wait()
 
 
-def run_case(bindir, tmp, broker_port, keys, durability):
+def run_case(bindir, tmp, broker_port, keys, durability, step_ms=1000):
     weir = os.path.join(bindir, "weir")
-    d = tempfile.mkdtemp(dir=tmp, prefix=f"k{keys}-")
+    d = tempfile.mkdtemp(dir=tmp, prefix=f"k{keys}-s{step_ms}-")
     mport = free_port()
     cfg = {
         "gateway": "gw",
-        "source": {"broker": f"tcp://127.0.0.1:{broker_port}", "client_id": f"weir-mem-{keys}",
+        "source": {"broker": f"tcp://127.0.0.1:{broker_port}", "client_id": f"weir-mem-{keys}-{step_ms}",
                    "topics": [{"topic": "mem/data", "format": "json"}], "device": "/d",
                    "fields": {"temp": "/temp"}, "max_devices": keys},
         "pipelines": [{"name": "p", "key": ["device"],
@@ -145,14 +146,16 @@ def run_case(bindir, tmp, broker_port, keys, durability):
                  lambda: (scrape(mport) or {}).get("weir_source_connected") == 1, 60)
     finally:
         stop(p)
-    # Three readings per device, devices round-robin, all in one 1-minute
-    # window (event time advances 1 s per round), queued by the broker.
+    # Three readings per device, devices round-robin, event time advancing
+    # step_ms per round (1 s: all in one 1-minute window; 30 s: the third
+    # round crosses into the next window, so every key fires a result),
+    # queued by the broker.
     n = 3 * keys
     payloads = os.path.join(d, "payloads.txt")
     with open(payloads, "w") as f:
         for i in range(n):
             f.write('{"d":"dev-%d","ts":%d,"temp":%.1f}\n'
-                    % (i % keys, 1700000000000 + (i // keys) * 1000, 20 + (i % 97) * 0.1))
+                    % (i % keys, 1700000000000 + (i // keys) * step_ms, 20 + (i % 97) * 0.1))
     with open(payloads) as f:
         subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker_port), "-q", "1",
                         "-t", "mem/data", "-l"], stdin=f, check=True)
@@ -160,9 +163,13 @@ def run_case(bindir, tmp, broker_port, keys, durability):
     p = subprocess.Popen([weir, "run", path], stdout=log, stderr=subprocess.STDOUT)
     try:
         key_metric = 'weir_keys{pipeline="p"}'
-        m = wait_for(f"{n} readings and {keys} keys",
+        # When crossing a window boundary, also every key's result.
+        results = keys if step_ms >= 30000 else 0
+        m = wait_for(f"{n} readings, {keys} keys and {results} results",
                      lambda: (lambda s: s if s and s.get("weir_readings_total", 0) >= n
-                              and s.get(key_metric, 0) >= keys else None)(scrape(mport)), 300)
+                              and s.get(key_metric, 0) >= keys
+                              and s.get('weir_results_total{pipeline="p"}', 0) >= results
+                              else None)(scrape(mport)), 300)
         # A group commit with every key's checkpoint row follows the last
         # reading: wait until it is through (no state left uncommitted shows
         # as the journal/outbox no longer changing), with a deadline.
@@ -179,12 +186,13 @@ def run_case(bindir, tmp, broker_port, keys, durability):
     finally:
         stop(p)
     rss = hwm_kb * 1024
-    print(f"     {keys} keys ({durability}): peak RSS {rss / 2**20:.1f} MB, "
+    what = f"{keys} keys ({durability}, {'every key fires' if step_ms >= 30000 else 'no firing'})"
+    print(f"     {what}: peak RSS {rss / 2**20:.1f} MB, "
           f"budget {budget / 2**20:.1f} MB, budget/RSS {budget / rss:.2f}; "
           f"readings {int(m['weir_readings_total'])}")
-    check(rss <= budget, f"{keys} keys: peak RSS {rss / 2**20:.1f} MB <= budget "
+    check(rss <= budget, f"{what}: peak RSS {rss / 2**20:.1f} MB <= budget "
                          f"{budget / 2**20:.1f} MB")
-    check(budget <= 2 * rss, f"{keys} keys: budget {budget / 2**20:.1f} MB <= 2 x peak RSS "
+    check(budget <= 2 * rss, f"{what}: budget {budget / 2**20:.1f} MB <= 2 x peak RSS "
                              f"{2 * rss / 2**20:.1f} MB")
 
 
@@ -199,6 +207,7 @@ def main():
     try:
         run_case(a.bin, tmp, int(port), 1000, "journal")
         run_case(a.bin, tmp, int(port), 10000, "batch")
+        run_case(a.bin, tmp, int(port), 10000, "batch", step_ms=30000)
     finally:
         subprocess.run([sys.executable, BROKER, "stop", pid], check=False)
     if failures:
