@@ -89,11 +89,20 @@ int Dedup::Find(std::string_view device) { return index_.Find(device); }
 int Dedup::Register(std::string_view device) {
   int index = Find(device);
   if (index >= 0) return index;
-  if (static_cast<int64_t>(windows_.size()) >= max_devices_) return -1;
+  if (static_cast<int64_t>(slot_.size()) >= max_devices_) return -1;
   index = index_.Insert(device);
-  windows_.emplace_back();
+  slot_.push_back(-1);
   changed_flag_.push_back(false);
   return index;
+}
+
+SeqWindow& Dedup::WindowOf(int index) {
+  int32_t& slot = slot_[static_cast<size_t>(index)];
+  if (slot < 0) {
+    slot = static_cast<int32_t>(windows_.size());
+    windows_.emplace_back();
+  }
+  return windows_[static_cast<size_t>(slot)];
 }
 
 void Dedup::MarkChanged(int index) {
@@ -107,7 +116,7 @@ DedupVerdict Dedup::Check(std::string_view device, bool has_seq, int64_t seq) {
   int index = Register(device);
   if (index < 0) return DedupVerdict::kTooManyDevices;
   if (!has_seq) return DedupVerdict::kAccepted;
-  DedupVerdict v = windows_[index].Check(seq);
+  DedupVerdict v = WindowOf(index).Check(seq);
   if (v == DedupVerdict::kAccepted) MarkChanged(index);
   return v;
 }
@@ -119,7 +128,8 @@ Status Dedup::Restore(std::string_view device, std::string_view blob) {
   if (index < 0) {
     return ResourceExhausted("dedup state holds more devices than source.max_devices");
   }
-  return windows_[index].FromBlob(blob);
+  if (blob.empty() && slot_[static_cast<size_t>(index)] < 0) return Status::Ok();
+  return WindowOf(index).FromBlob(blob);
 }
 
 }  // namespace weir

@@ -68,7 +68,7 @@ class Dedup {
   // Registers a device (for status messages); false when the table is full.
   bool Touch(std::string_view device);
 
-  size_t device_count() const { return windows_.size(); }
+  size_t device_count() const { return slot_.size(); }
 
   // Checkpoint support: calls fn(device, blob) for each device whose window
   // changed since the last call, then clears the marks.
@@ -77,7 +77,7 @@ class Dedup {
     std::string blob;
     for (int index : changed_) {
       blob.clear();
-      windows_[index].AppendBlob(&blob);
+      windows_[static_cast<size_t>(slot_[static_cast<size_t>(index)])].AppendBlob(&blob);
       fn(std::string_view(index_.name(index)), std::string_view(blob));
       changed_flag_[index] = false;
     }
@@ -90,9 +90,14 @@ class Dedup {
   int Find(std::string_view device);  // -1 when unknown
   int Register(std::string_view device);  // -1 when full
   void MarkChanged(int index);
+  SeqWindow& WindowOf(int index);  // allocates the device's window on first use
 
   int64_t max_devices_;
-  NameIndex index_;  // device name -> index into windows_
+  NameIndex index_;  // device name -> device index
+  // A device's seq window (137 bytes) exists only once it sent a seq: most
+  // fleets without `seq` would otherwise pay it for every device (memory
+  // budget, issue 9). slot_[device] indexes windows_, -1 when none.
+  std::vector<int32_t> slot_;
   std::vector<SeqWindow> windows_;
   std::vector<bool> changed_flag_;
   std::vector<int> changed_;

@@ -1,7 +1,7 @@
 // `weir validate CONFIG [--db PATH] [--memory SIZE]` (DESIGN section 3): every
-// config error with its JSON pointer and a hint, or a summary with a memory
-// budget estimate; with --db, what starting on that database would do to each
-// pipeline (DESIGN 6.5). Exit 0 valid, 2 invalid, 1 when the file or the
+// config error with its JSON pointer and a hint, or a summary with the memory
+// budget (runtime/memory_budget.h); with --db, what starting on that database
+// would do to each pipeline (DESIGN 6.5). Exit 0 valid, 2 invalid, 1 when the file or the
 // database cannot be read.
 #include <sys/stat.h>
 
@@ -16,6 +16,7 @@
 
 #include "config/config.h"
 #include "runtime/commands.h"
+#include "runtime/memory_budget.h"
 #include "runtime/validate_db.h"
 #include "storage/store.h"
 
@@ -61,41 +62,6 @@ std::string WindowText(const WindowConfig& w) {
              (w.max_duration_ms ? " max " + FormatDuration(w.max_duration_ms) : "");
   }
   return "";
-}
-
-// Rough bytes of RAM one pipeline's state takes at max_keys keys. The
-// numbers are sizes of plausible in-memory records, not measurements: the
-// summary says "estimate" and the benchmarks give the real figures.
-struct Budget {
-  int64_t per_window_bytes = 0;
-  int64_t windows_per_key = 0;   // open at once: a reading can fall in each
-  int64_t retained_per_key = 0;  // fired, kept for allowed_lateness (may sit in storage)
-  int64_t bytes = 0;             // max_keys keys with their open windows
-};
-
-Budget PipelineBudget(const PipelineConfig& p) {
-  constexpr int64_t kKeyOverhead = 128;      // key text, hash slot, LRU links
-  constexpr int64_t kWindowOverhead = 64;    // start, end, rev, count, flags
-  constexpr int64_t kScalarAggregate = 24;   // value, and ts for first/last
-  constexpr int64_t kQuantileSketch = 2048;  // fixed-size sketch, 1% relative error
-  Budget b;
-  b.per_window_bytes = kWindowOverhead;
-  for (const AggregateConfig& a : p.aggregates)
-    b.per_window_bytes += a.kind == AggregateKind::kQuantile ? kQuantileSketch : kScalarAggregate;
-  // Windows a key holds open at once: those a reading can fall in, plus the
-  // next one while out-of-order readings are still expected. Fired windows
-  // kept for allowed_lateness are counted apart: they are state that can be
-  // spilled, not a fixed RAM cost.
-  if (p.window.type == WindowType::kSession) {
-    b.windows_per_key = 2;
-    b.retained_per_key = p.event_time.allowed_lateness_ms > 0 ? 1 : 0;
-  } else {
-    int64_t hop = p.window.hop_ms > 0 ? p.window.hop_ms : 1;
-    b.windows_per_key = p.window.size_ms / hop + 1 + p.event_time.max_out_of_orderness_ms / hop;
-    b.retained_per_key = p.event_time.allowed_lateness_ms / hop;
-  }
-  b.bytes = p.max_keys * (kKeyOverhead + b.windows_per_key * b.per_window_bytes);
-  return b;
 }
 
 // Definition values for people: durations (window keys, in ms in the
@@ -333,8 +299,9 @@ int RunValidate(const ValidateOptions& options) {
   std::printf("  device  %s; fields: %s; attributes: %s\n", c.source.device.c_str(),
               fields.empty() ? "-" : fields.c_str(), attrs.empty() ? "-" : attrs.c_str());
 
-  int64_t pipelines_bytes = 0;
-  for (const PipelineConfig& p : c.pipelines) {
+  MemoryBudget budget = ComputeMemoryBudget(c);
+  for (size_t pi = 0; pi < c.pipelines.size(); ++pi) {
+    const PipelineConfig& p = c.pipelines[pi];
     std::string key;
     for (const std::string& k : p.key) key += (key.empty() ? "" : ", ") + k;
     std::printf("pipeline  %s: %s, key [%s], %zu filter%s\n", p.name.c_str(),
@@ -357,18 +324,10 @@ int RunValidate(const ValidateOptions& options) {
     std::printf("  late    %s, allowed_lateness %s, max_out_of_orderness %s\n", late,
                 FormatDuration(p.event_time.allowed_lateness_ms).c_str(),
                 FormatDuration(p.event_time.max_out_of_orderness_ms).c_str());
-    Budget b = PipelineBudget(p);
-    pipelines_bytes += b.bytes;
-    std::printf("  memory  ~%s (%" PRId64 " keys x %" PRId64 " open windows x %s)",
-                FormatBytes(b.bytes).c_str(), p.max_keys, b.windows_per_key,
-                FormatBytes(b.per_window_bytes).c_str());
-    if (b.retained_per_key > 0)
-      std::printf("; up to %" PRId64
-                  " fired windows per key kept for allowed_lateness (%s if all "
-                  "stay in memory)",
-                  b.retained_per_key,
-                  FormatBytes(p.max_keys * b.retained_per_key * b.per_window_bytes).c_str());
-    std::printf("\n");
+    const PipelineMemory& m = budget.per_pipeline[pi];
+    std::printf("  memory  %s (%" PRId64 " keys x %" PRId64 " windows x %s, incl. pool growth)\n",
+                FormatBytes(m.bytes).c_str(), m.keys, m.windows_per_key,
+                FormatBytes(m.window_bytes).c_str());
     std::printf("  fingerprint %s\n", p.fingerprint.c_str());
   }
   if (c.uplink.present)
@@ -383,20 +342,16 @@ int RunValidate(const ValidateOptions& options) {
   if (!c.metrics.listen.empty())
     std::printf("metrics   http://%s/metrics\n", c.metrics.listen.c_str());
 
-  // Per device and pipeline: watermark clock, lag, silence timer (~64 B);
-  // per device: dedup bitmap of 1024 seqs (128 B) and its id (~64 B).
-  int64_t devices_bytes =
-      c.source.max_devices * (192 + 64 * static_cast<int64_t>(c.pipelines.size()));
-  // Ingest queue at capacity with typical small payloads; max_payload is the worst case.
-  int64_t queue_bytes = c.ingest.queue_capacity * 512;
-  constexpr int64_t kSqliteCache = 2 << 20;  // SQLite's default page cache (2000 KiB)
-  int64_t total = pipelines_bytes + devices_bytes + queue_bytes + kSqliteCache;
+  // The same parts `weir run` allocates (runtime/memory_budget.h); the
+  // queue's part assumes ~100-byte payloads.
+  int64_t total = budget.total;
   std::printf(
-      "memory budget (estimate): %s = pipelines %s + devices %s + ingest queue %s + "
-      "SQLite cache %s\n",
-      FormatBytes(total).c_str(), FormatBytes(pipelines_bytes).c_str(),
-      FormatBytes(devices_bytes).c_str(), FormatBytes(queue_bytes).c_str(),
-      FormatBytes(kSqliteCache).c_str());
+      "memory budget: %s = fixed %s + pipelines %s + devices %s + messages %s + "
+      "commit %s + SQLite %s\n",
+      FormatBytes(total).c_str(), FormatBytes(budget.fixed).c_str(),
+      FormatBytes(budget.pipelines).c_str(), FormatBytes(budget.devices).c_str(),
+      FormatBytes(budget.messages).c_str(), FormatBytes(budget.commit).c_str(),
+      FormatBytes(budget.sqlite).c_str());
   if (options.memory_limit_bytes > 0 && total > options.memory_limit_bytes)
     std::fprintf(stderr,
                  "%s: warning: the memory budget %s exceeds --memory %s (hint: lower "

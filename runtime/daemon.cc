@@ -20,6 +20,7 @@
 #include "core/text.h"
 #include "ingest/bounded_queue.h"
 #include "ingest/mqtt_source.h"
+#include "runtime/memory_budget.h"
 #include "runtime/metrics.h"
 #include "runtime/processor.h"
 #include "runtime/uv_handles.h"
@@ -940,8 +941,14 @@ struct Daemon::Impl {
 
   // ---- loop thread -------------------------------------------------------
 
+  // With durability batch, processed messages wait in `pending` for their
+  // group commit; bounding them keeps memory within the budget `weir
+  // validate` prints when a commit is slow (the queue then fills and pushes
+  // back to the broker, DESIGN 6.1).
   bool IngestPaused() const {
-    return pending.outbox.size() >= kMaxPendingOutbox || store->stats().full;
+    return pending.outbox.size() >= kMaxPendingOutbox ||
+           pending.journal.size() >= static_cast<size_t>(MaxPendingMessages(config)) ||
+           store->stats().full;
   }
 
   // on_full block: while the store is full the source is disconnected, so
@@ -1054,6 +1061,8 @@ struct Daemon::Impl {
       }
       if (commit_wake) commit_wake->Send();
     });
+    // Ingest may have paused on a full pending batch, which is empty now.
+    if (ingest_wake && queue && (queue->size() > 0 || !held.empty())) ingest_wake->Send();
   }
 
   void HandleCommitResults() {

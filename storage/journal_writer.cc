@@ -105,6 +105,9 @@ Result<std::unique_ptr<JournalWriter>> OpenJournalWriter(const StoreOptions& opt
       Db::Open(options.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, options.busy_timeout_ms);
   if (!db.ok()) return db.status();
   RETURN_IF_ERROR(ConfigureWriter(db->get(), options.sync, limits));
+  // Appends touch the journal's last pages only: a reader-sized cache will do.
+  std::string cache = "PRAGMA cache_size = -" + std::to_string(kReaderCacheBytes / 1024);
+  RETURN_IF_ERROR((*db)->Exec(cache.c_str(), "open: set cache size"));
   auto w = std::make_unique<SqliteJournalWriter>(std::move(*db));
   RETURN_IF_ERROR(w->Init());
   return std::unique_ptr<JournalWriter>(std::move(w));

@@ -115,6 +115,8 @@ Status ConfigureWriter(Db* db, SyncMode sync, const StoreLimits& limits) {
   RETURN_IF_ERROR(db->Exec(
       sync == SyncMode::kFull ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
       "open: set synchronous"));
+  std::string cache = "PRAGMA cache_size = -" + std::to_string(kWriterCacheBytes / 1024);
+  RETURN_IF_ERROR(db->Exec(cache.c_str(), "open: set cache size"));
   if (limits.hard_pages > 0) {
     std::string sql =
         "PRAGMA max_page_count = " + std::to_string(limits.hard_pages) +

@@ -32,6 +32,15 @@
 
 namespace weir {
 
+// Page cache per SQLite connection (PRAGMA cache_size), instead of SQLite's
+// default 2000 KiB each. The writer holds the pages a group commit touches
+// (outbox and state rows; past this SQLite spills dirty pages to the WAL
+// mid-transaction, which only costs I/O); readers and the journal connection
+// append or read a few pages at a time. `weir validate` counts these in its
+// memory budget (issue 9).
+constexpr int64_t kWriterCacheBytes = 1024 * 1024;
+constexpr int64_t kReaderCacheBytes = 256 * 1024;
+
 struct StoreOptions {
   std::string path = "weir.db";
   // Bound on the database file plus its WAL; 0 = unbounded. Minimum 128KB.

@@ -59,6 +59,8 @@ Result<std::unique_ptr<StoreReader>> StoreReader::Open(const std::string& path, 
   if (!db.ok()) return db.status();
   auto impl = std::make_unique<Impl>();
   impl->db = std::move(*db);
+  std::string cache = "PRAGMA cache_size = -" + std::to_string(kReaderCacheBytes / 1024);
+  RETURN_IF_ERROR(impl->db->Exec(cache.c_str(), "open: set cache size"));
   auto version = storage_internal::CheckSchema(impl->db.get());
   if (!version.ok()) return version.status();
   impl->schema_version = *version;

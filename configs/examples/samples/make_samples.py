@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
 """Writes the sample replay inputs beside this script, one per example
 config (`weir replay ../NAME.json --input NAME.jsonl --drain`). Deterministic:
-run it again after changing an example config, and commit the output."""
+run it again after changing an example config, and commit the output.
+FlatBuffers samples are built with `flatc` (schemas/reading.fbs) and carried
+base64-encoded in `payload_b64` lines (DESIGN 8)."""
+import base64
 import datetime
 import json
 import math
 import os
 import random
+import subprocess
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+SCHEMA = os.path.join(HERE, "..", "..", "..", "schemas", "reading.fbs")
 T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 
 
@@ -80,6 +86,55 @@ def machine_runs(rnd):
     return lines
 
 
+def flatbuffer(batch):
+    """Binary FlatBuffers Batch for a dict in the schema's JSON form, via flatc."""
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "batch.json")
+        with open(src, "w") as f:
+            json.dump(batch, f)
+        subprocess.run(["flatc", "-b", "-o", d, SCHEMA, src], check=True)
+        with open(os.path.join(d, "batch.bin"), "rb") as f:
+            return f.read()
+
+
+def cold_chain_batches(rnd):
+    """Battery tags that wake once a minute and send the six readings they took
+    every 10 s as one FlatBuffers batch (configs/scenarios/flatbuffers-batch.json
+    publishes the same shape live). One tag's radio drops out for 20 minutes
+    and it then sends its buffered batches in a burst, in order."""
+    lines = []
+    for n in range(1, 4):
+        dev = f"tag-{n}"
+        seq = 0
+        skew = rnd.randint(-3000, 3000)  # device clock vs gateway clock
+        t_base = 4.0 + n * 0.5
+        pending = []
+        for minute in range(90):
+            samples = []
+            for k in range(6):
+                seq += 1
+                ts = T0 + minute * 60_000 + k * 10_000 + skew
+                temp = round(t_base + 1.5 * math.sin((minute * 6 + k) / 60) + rnd.gauss(0, 0.1), 2)
+                volt = round(3.9 - minute * 0.002 + rnd.uniform(-0.01, 0.01), 3)
+                samples.append({"ts": ts, "seq": seq, "channel": 0, "value": temp})
+                samples.append({"ts": ts, "seq": seq, "channel": 1, "value": volt})
+            sent_at = T0 + minute * 60_000 + 59_000 + skew
+            batch = {"device": dev, "channels": ["t", "v"], "samples": samples,
+                     "sent_at": sent_at}
+            payload = base64.b64encode(flatbuffer(batch)).decode()
+            pending.append(payload)
+            offline = n == 2 and 30 <= minute < 50
+            if offline:
+                continue
+            arrival = T0 + minute * 60_000 + 59_000 + rnd.randint(50, 400)
+            for i, p in enumerate(pending):  # a backlog goes out oldest first
+                lines.append({"t": arrival + i * 20, "topic": f"sensors/{dev}/batch",
+                              "payload_b64": p})
+            pending = []
+    lines.append({"t": T0 + 3 * 3600_000})
+    return lines
+
+
 def main():
     rnd = random.Random(7)
     write("demo", demo(rnd))
@@ -87,6 +142,7 @@ def main():
     write("climate-rooms", climate_rooms(rnd))
     write("energy-sites", energy_sites(rnd))
     write("machine-runs", machine_runs(rnd))
+    write("cold-chain-batches", cold_chain_batches(random.Random(13)))
 
 
 if __name__ == "__main__":
