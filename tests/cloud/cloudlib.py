@@ -93,8 +93,12 @@ def sqlite_losses(db_path):
 
 
 def start_sink(bin_dir, broker_uri, topic, db, client_id, log_path, share=None, extra=()):
-    args = [os.path.join(bin_dir, "weir-sink"), "--broker", broker_uri, "--topic", topic,
-            "--db", db, "--client-id", client_id, "--quiet"] + list(extra)
+    """`topic`: a filter, or a list of them (--topic repeated)."""
+    topics = [topic] if isinstance(topic, str) else list(topic)
+    args = [os.path.join(bin_dir, "weir-sink"), "--broker", broker_uri]
+    for t in topics:
+        args += ["--topic", t]
+    args += ["--db", db, "--client-id", client_id, "--quiet"] + list(extra)
     if share:
         args += ["--share", share]
     p = harness.Process(args, log_path)

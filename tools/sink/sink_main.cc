@@ -16,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "tools/sink/result_store.h"
 #include "tools/sink/sink_apply.h"
@@ -27,7 +28,7 @@ using weir::sink::SinkCounters;
 
 struct SinkOptions {
   std::string broker;
-  std::string topic;
+  std::vector<std::string> topics;
   std::string db;
   std::string client_id;
   std::string share;
@@ -120,20 +121,20 @@ class Sink {
   SinkCounters counters_;
 };
 
-// Says when the broker granted the subscription (tests and people wait for it).
+// Says when the broker granted the subscriptions (tests and people wait for it).
 class SubscribeListener : public mqtt::iaction_listener {
  public:
-  explicit SubscribeListener(const std::string& filter) : filter_(filter) {}
+  explicit SubscribeListener(const std::string& filters) : filters_(filters) {}
   void on_success(const mqtt::token&) override {
-    std::fprintf(stderr, "weir-sink: subscribed to %s\n", filter_.c_str());
+    std::fprintf(stderr, "weir-sink: subscribed to %s\n", filters_.c_str());
   }
   void on_failure(const mqtt::token& tok) override {
-    std::fprintf(stderr, "weir-sink: subscribe to %s failed (code %d)\n", filter_.c_str(),
+    std::fprintf(stderr, "weir-sink: subscribe to %s failed (code %d)\n", filters_.c_str(),
                  tok.get_return_code());
   }
 
  private:
-  const std::string& filter_;
+  const std::string& filters_;
 };
 
 int Run(const SinkOptions& o) {
@@ -143,7 +144,16 @@ int Run(const SinkOptions& o) {
     return 1;
   }
   Sink sink(o, std::move(store).value());
-  std::string filter = o.share.empty() ? o.topic : "$share/" + o.share + "/" + o.topic;
+  // Several --topic filters let sinks split a fleet by topic (say, by
+  // gateway) with ordinary subscriptions, which a broker's persistence keeps
+  // across its restart; Mosquitto forgets shared ones (README, "The cloud side").
+  auto filters = std::make_shared<mqtt::string_collection>();
+  std::string filter_list;
+  for (const std::string& topic : o.topics) {
+    filters->push_back(o.share.empty() ? topic : "$share/" + o.share + "/" + topic);
+    filter_list += (filter_list.empty() ? "" : " ") + (*filters)[filters->size() - 1];
+  }
+  std::vector<int> qos(o.topics.size(), 1);
 
   // Signals are taken synchronously by this thread (sigtimedwait); every
   // thread Paho starts inherits the blocked mask.
@@ -156,14 +166,15 @@ int Run(const SinkOptions& o) {
 
   mqtt::async_client client(o.broker, o.client_id, nullptr);
   client.set_message_callback([&sink](mqtt::const_message_ptr msg) { sink.OnMessage(msg); });
-  SubscribeListener subscribed(filter);
-  client.set_connected_handler([&client, &filter, &subscribed](const std::string&) {
+  SubscribeListener subscribed(filter_list);
+  client.set_connected_handler([&](const std::string&) {
     // Resubscribe on every (re)connect: a broker that restarted without
-    // persistence has forgotten the session.
+    // persistence has forgotten the session (and Mosquitto, even with
+    // persistence, its shared subscriptions).
     try {
-      client.subscribe(filter, 1, nullptr, subscribed);
+      client.subscribe(filters, qos, nullptr, subscribed);
     } catch (const mqtt::exception& e) {
-      std::fprintf(stderr, "weir-sink: subscribe %s: %s\n", filter.c_str(), e.what());
+      std::fprintf(stderr, "weir-sink: subscribe %s: %s\n", filter_list.c_str(), e.what());
     }
   });
   client.set_connection_lost_handler([](const std::string&) {
@@ -222,7 +233,8 @@ int main(int argc, char** argv) {
   CLI::App app{"weir-sink: upserts weir results from MQTT into a database, highest rev wins"};
   SinkOptions o;
   app.add_option("--broker", o.broker, "MQTT broker URI, e.g. tcp://127.0.0.1:1883")->required();
-  app.add_option("--topic", o.topic, "topic filter, e.g. weir/+/+")->required();
+  app.add_option("--topic", o.topics, "topic filter, e.g. weir/+/+ (repeat for several)")
+      ->required();
   app.add_option("--db", o.db, "SQLite file path, or a postgresql:// URI")->required();
   app.add_option("--client-id", o.client_id,
                  "names the persistent session (default weir-sink-<hostname>)");
