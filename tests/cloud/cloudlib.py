@@ -43,9 +43,11 @@ class Postgres:
                   "start")
 
     def psql(self, sql, uri=None):
-        """Rows of `sql` as lists of strings (fields split on \\x1f)."""
+        """Rows of `sql` as lists of strings (fields split on \\x1f). Several
+        statements run one after another, as from a file (not as one
+        transaction, which CREATE DATABASE refuses)."""
         out = subprocess.run(["psql", uri or self.uri, "-X", "-q", "-At", "-F", "\x1f",
-                              "-v", "ON_ERROR_STOP=1", "-c", sql],
+                              "-v", "ON_ERROR_STOP=1", "-f", "-"], input=sql,
                              capture_output=True, text=True, timeout=30)
         if out.returncode != 0:
             raise harness.Failure(f"psql {sql!r}: {out.stderr.strip()}")
