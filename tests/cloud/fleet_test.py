@@ -10,8 +10,12 @@ the others carry on and move the watermarks past the missing hours. During
 the run one sink and one gateway are killed with SIGKILL and restarted, and
 the cloud broker is restarted.
 
-allowed_lateness (12h) is longer than any outage (3h), so nothing may be
-dropped: the backlog lands in windows that have long fired, as new revisions.
+Devices also publish out of order (jitter up to 1h) and twice now and then
+(duplicates, dropped by seq). allowed_lateness (12h) is longer than any outage
+(3h), so nothing may be dropped: late readings and the backlog land in windows
+and sessions that have already fired (the gateway-wide pipeline's watermark
+moves on with the online devices while the others are offline), as new
+revisions, and merged sessions are retracted.
 Afterwards a reading far ahead per device closes every window, and:
 
 - every tumbling and hopping window's row in weir_results equals the last
@@ -90,9 +94,9 @@ def write_config(path, name, local_uri, cloud_uri, db_path):
             {"name": "all", "key": [], "window": {"type": "tumbling", "size": "4h"},
              "aggregates": {"n": {"count": "*"}, "t_sum": {"sum": "temp"}},
              "event_time": LATE},
-            # Machine runs: readings while the current is on, gaps of 80m
-            # between runs; outages cut runs apart and their backlog joins
-            # them again (merges, retractions).
+            # Machine runs: readings while the current is on, 80m between
+            # runs. Late readings (jitter, backlog) join sessions that fired
+            # without them, and merge some (retractions).
             {"name": "sess", "key": ["device"], "where": {"cur": {">": 1}},
              "window": {"type": "session", "gap": "15m"},
              "aggregates": {"n": {"count": "*"}, "t_avg": {"avg": "temp"}},
