@@ -43,9 +43,11 @@ class Postgres:
                   "start")
 
     def psql(self, sql, uri=None):
-        """Rows of `sql` as lists of strings (fields split on \\x1f)."""
+        """Rows of `sql` as lists of strings (fields split on \\x1f). Several
+        statements run one after another, as from a file (not as one
+        transaction, which CREATE DATABASE refuses)."""
         out = subprocess.run(["psql", uri or self.uri, "-X", "-q", "-At", "-F", "\x1f",
-                              "-v", "ON_ERROR_STOP=1", "-c", sql],
+                              "-v", "ON_ERROR_STOP=1", "-f", "-"], input=sql,
                              capture_output=True, text=True, timeout=30)
         if out.returncode != 0:
             raise harness.Failure(f"psql {sql!r}: {out.stderr.strip()}")
@@ -93,8 +95,12 @@ def sqlite_losses(db_path):
 
 
 def start_sink(bin_dir, broker_uri, topic, db, client_id, log_path, share=None, extra=()):
-    args = [os.path.join(bin_dir, "weir-sink"), "--broker", broker_uri, "--topic", topic,
-            "--db", db, "--client-id", client_id, "--quiet"] + list(extra)
+    """`topic`: a filter, or a list of them (--topic repeated)."""
+    topics = [topic] if isinstance(topic, str) else list(topic)
+    args = [os.path.join(bin_dir, "weir-sink"), "--broker", broker_uri]
+    for t in topics:
+        args += ["--topic", t]
+    args += ["--db", db, "--client-id", client_id, "--quiet"] + list(extra)
     if share:
         args += ["--share", share]
     p = harness.Process(args, log_path)

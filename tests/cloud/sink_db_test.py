@@ -15,6 +15,7 @@
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -77,8 +78,10 @@ def check_outage(bin_dir, broker, pg, work, outage_s, db_retry_s, base):
     ids = range(base, base + 300)
     lines = [result(i, 1) for i in ids]
     harness.publish_lines(broker.uri, f"weir/out{base}", lines[:100])
-    harness.wait_for("the first 100 rows",
-                     lambda: sum(1 for i in ids if f"gw/p/k{i}/{i}" in pg.rows()) >= 100, 30, 0.2)
+    def stored():
+        rows = pg.rows()  # once per poll: each call is a psql process
+        return sum(1 for i in ids if f"gw/p/k{i}/{i}" in rows)
+    harness.wait_for("the first 100 rows", lambda: stored() >= 100, 30, 0.2)
     pg.pause()
     harness.publish_lines(broker.uri, f"weir/out{base}", lines[100:200])
     started = time.monotonic()
@@ -118,6 +121,7 @@ def main():
     work = harness.temp_dir("weir-sink-db.")
     broker = harness.Broker(os.path.join(work, "broker"))
     pg = cloudlib.Postgres()
+    passed = False
     try:
         check_bad_db_values(args.bin, broker, pg, work)
         # Down for 2 s, retrying for up to 30 s: the sink rides it out.
@@ -130,6 +134,7 @@ def main():
         if rc != 1:
             raise harness.Failure(f"sink exit code {rc} during a long outage, want 1")
         print("ok: a 6 s outage: the sink exited 1, and after a restart nothing is missing")
+        passed = True
         return 0
     except harness.Failure as e:
         print(f"FAIL: {e}\n(work dir kept: {work})")
@@ -137,6 +142,8 @@ def main():
     finally:
         pg.stop()
         broker.stop()
+        if passed:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

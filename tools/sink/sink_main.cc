@@ -14,8 +14,10 @@
 #include <chrono>
 #include <cstdio>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "tools/sink/result_store.h"
 #include "tools/sink/sink_apply.h"
@@ -27,7 +29,7 @@ using weir::sink::SinkCounters;
 
 struct SinkOptions {
   std::string broker;
-  std::string topic;
+  std::vector<std::string> topics;
   std::string db;
   std::string client_id;
   std::string share;
@@ -61,7 +63,9 @@ class Sink {
     bool said = false;
     while (true) {
       changes.clear();
+      auto began = std::chrono::steady_clock::now();
       st = weir::sink::ApplyMessage(store_.get(), msg->get_payload_str(), &counters_, &changes);
+      if (st.ok()) latency_.Add(std::chrono::steady_clock::now() - began);
       if (st.ok() || st.code() != weir::StatusCode::kUnavailable ||
           std::chrono::steady_clock::now() >= give_up) {
         break;
@@ -102,9 +106,20 @@ class Sink {
     std::fflush(stdout);
   }
 
-  SinkCounters counters() {
+  // The counters and commit latency: one line for people, or the --summary JSON.
+  std::string Line() {
     std::lock_guard<std::mutex> lock(mu_);
-    return counters_;
+    char buf[96];
+    std::snprintf(buf, sizeof buf, " commit_ms_avg=%.3f commit_ms_max=%.3f", latency_.AvgMs(),
+                  latency_.max_ms);
+    return counters_.Line() + buf;
+  }
+  std::string Json() {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto j = nlohmann::ordered_json::parse(counters_.Json());
+    j["commit_ms_avg"] = latency_.AvgMs();
+    j["commit_ms_max"] = latency_.max_ms;
+    return j.dump();
   }
 
   // After the client is gone: no callback runs any more.
@@ -118,22 +133,36 @@ class Sink {
   std::mutex mu_;  // one message at a time; also fences CloseStore
   std::unique_ptr<weir::sink::ResultStore> store_;
   SinkCounters counters_;
+  // Commit latency: from the start of a message's transaction to its commit
+  // (the attempt that committed; waits for an unavailable database excluded).
+  struct Latency {
+    uint64_t commits = 0;
+    double total_ms = 0;
+    double max_ms = 0;
+    void Add(std::chrono::steady_clock::duration d) {
+      double ms = std::chrono::duration<double, std::milli>(d).count();
+      ++commits;
+      total_ms += ms;
+      max_ms = std::max(max_ms, ms);
+    }
+    double AvgMs() const { return commits ? total_ms / commits : 0; }
+  } latency_;
 };
 
-// Says when the broker granted the subscription (tests and people wait for it).
+// Says when the broker granted the subscriptions (tests and people wait for it).
 class SubscribeListener : public mqtt::iaction_listener {
  public:
-  explicit SubscribeListener(const std::string& filter) : filter_(filter) {}
+  explicit SubscribeListener(const std::string& filters) : filters_(filters) {}
   void on_success(const mqtt::token&) override {
-    std::fprintf(stderr, "weir-sink: subscribed to %s\n", filter_.c_str());
+    std::fprintf(stderr, "weir-sink: subscribed to %s\n", filters_.c_str());
   }
   void on_failure(const mqtt::token& tok) override {
-    std::fprintf(stderr, "weir-sink: subscribe to %s failed (code %d)\n", filter_.c_str(),
+    std::fprintf(stderr, "weir-sink: subscribe to %s failed (code %d)\n", filters_.c_str(),
                  tok.get_return_code());
   }
 
  private:
-  const std::string& filter_;
+  const std::string& filters_;
 };
 
 int Run(const SinkOptions& o) {
@@ -143,7 +172,16 @@ int Run(const SinkOptions& o) {
     return 1;
   }
   Sink sink(o, std::move(store).value());
-  std::string filter = o.share.empty() ? o.topic : "$share/" + o.share + "/" + o.topic;
+  // Several --topic filters let sinks split a fleet by topic (say, by
+  // gateway) with ordinary subscriptions, which a broker's persistence keeps
+  // across its restart; Mosquitto forgets shared ones (README, "The cloud side").
+  auto filters = std::make_shared<mqtt::string_collection>();
+  std::string filter_list;
+  for (const std::string& topic : o.topics) {
+    filters->push_back(o.share.empty() ? topic : "$share/" + o.share + "/" + topic);
+    filter_list += (filter_list.empty() ? "" : " ") + (*filters)[filters->size() - 1];
+  }
+  std::vector<int> qos(o.topics.size(), 1);
 
   // Signals are taken synchronously by this thread (sigtimedwait); every
   // thread Paho starts inherits the blocked mask.
@@ -156,14 +194,15 @@ int Run(const SinkOptions& o) {
 
   mqtt::async_client client(o.broker, o.client_id, nullptr);
   client.set_message_callback([&sink](mqtt::const_message_ptr msg) { sink.OnMessage(msg); });
-  SubscribeListener subscribed(filter);
-  client.set_connected_handler([&client, &filter, &subscribed](const std::string&) {
+  SubscribeListener subscribed(filter_list);
+  client.set_connected_handler([&](const std::string&) {
     // Resubscribe on every (re)connect: a broker that restarted without
-    // persistence has forgotten the session.
+    // persistence has forgotten the session (and Mosquitto, even with
+    // persistence, its shared subscriptions).
     try {
-      client.subscribe(filter, 1, nullptr, subscribed);
+      client.subscribe(filters, qos, nullptr, subscribed);
     } catch (const mqtt::exception& e) {
-      std::fprintf(stderr, "weir-sink: subscribe %s: %s\n", filter.c_str(), e.what());
+      std::fprintf(stderr, "weir-sink: subscribe %s: %s\n", filter_list.c_str(), e.what());
     }
   });
   client.set_connection_lost_handler([](const std::string&) {
@@ -197,7 +236,7 @@ int Run(const SinkOptions& o) {
     int sig = sigtimedwait(&signals, nullptr, &tick);
     tick.tv_sec = 1;
     if (sig == SIGUSR1) {
-      std::fprintf(stderr, "weir-sink: %s\n", sink.counters().Line().c_str());
+      std::fprintf(stderr, "weir-sink: %s\n", sink.Line().c_str());
     } else if (sig == SIGINT || sig == SIGTERM) {
       stop = true;
     }
@@ -209,9 +248,8 @@ int Run(const SinkOptions& o) {
     std::fprintf(stderr, "weir-sink: disconnect: %s\n", e.what());
   }
   sink.CloseStore();
-  SinkCounters c = sink.counters();
-  std::fprintf(stderr, "weir-sink: %s\n", c.Line().c_str());
-  if (o.summary) std::printf("%s\n", c.Json().c_str());
+  std::fprintf(stderr, "weir-sink: %s\n", sink.Line().c_str());
+  if (o.summary) std::printf("%s\n", sink.Json().c_str());
   std::fflush(stdout);
   return 0;
 }
@@ -222,7 +260,8 @@ int main(int argc, char** argv) {
   CLI::App app{"weir-sink: upserts weir results from MQTT into a database, highest rev wins"};
   SinkOptions o;
   app.add_option("--broker", o.broker, "MQTT broker URI, e.g. tcp://127.0.0.1:1883")->required();
-  app.add_option("--topic", o.topic, "topic filter, e.g. weir/+/+")->required();
+  app.add_option("--topic", o.topics, "topic filter, e.g. weir/+/+ (repeat for several)")
+      ->required();
   app.add_option("--db", o.db, "SQLite file path, or a postgresql:// URI")->required();
   app.add_option("--client-id", o.client_id,
                  "names the persistent session (default weir-sink-<hostname>)");
