@@ -173,8 +173,12 @@ TEST(ValidateDb, ReadsARealDatabaseWithoutWritingIt) {
   EXPECT_EQ(RunValidate({config_path, so.path, 0}), 0);
   EXPECT_EQ(std::filesystem::file_size(so.path), size_before);
   EXPECT_EQ(std::filesystem::last_write_time(so.path), mtime_before);
-  EXPECT_EQ(RunValidate({config_path, dir.file("missing.db"), 0}), 1);
+  // A database that does not exist yet is a fresh start (exit 0), and stays absent.
+  EXPECT_EQ(RunValidate({config_path, dir.file("missing.db"), 0}), 0);
   EXPECT_FALSE(std::filesystem::exists(dir.file("missing.db")));
+  // One that cannot be read is an error.
+  std::ofstream(dir.file("garbage.db")) << "not a database";
+  EXPECT_EQ(RunValidate({config_path, dir.file("garbage.db"), 0}), 1);
 }
 
 }  // namespace
