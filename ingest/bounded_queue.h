@@ -1,9 +1,16 @@
 // BoundedQueue: the hand-over between the MQTT thread and the loop thread
 // (DESIGN 6.1). Push blocks while the queue is full, so a slow loop stalls the
 // Paho message callback and TCP flow control pushes back to the broker;
-// nothing is ever dropped for lack of room. After each push a wake-up hook
-// runs (the runtime passes one that calls uv_async_send), which keeps this
-// header free of libuv.
+// nothing is ever dropped for lack of room.
+//
+// Wake-ups: a push runs the wake-up hook (the runtime passes one that calls
+// uv_async_send, which keeps this header free of libuv) only when it finds
+// the consumer idle, and the consumer stays awake from then on until it
+// says otherwise with ArmWake(). A consumer that keeps up with a stream
+// thus costs the pushing thread (the Paho callback, on the path to the
+// PUBACK) no syscall and no hand-off per message: it drains in batches and
+// arms the hook only when it runs out of work. A new queue's consumer is
+// idle.
 #pragma once
 
 #include <condition_variable>
@@ -20,7 +27,8 @@ template <typename T>
 class BoundedQueue {
  public:
   // REQUIRES: capacity > 0. `on_push` may be empty; it runs on the pushing
-  // thread, outside the queue's lock, and must be cheap and thread-safe.
+  // thread, outside the queue's lock, when the push found the consumer idle
+  // (see ArmWake), and must be cheap and thread-safe.
   explicit BoundedQueue(size_t capacity, std::function<void()> on_push = {})
       : capacity_(capacity), on_push_(std::move(on_push)) {}
 
@@ -30,6 +38,7 @@ class BoundedQueue {
   // Waits while the queue is full. Returns false (and leaves `item` unused)
   // only when the queue was closed.
   bool Push(T item) {
+    bool wake = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
       if (items_.size() >= capacity_ && !closed_) {
@@ -40,8 +49,21 @@ class BoundedQueue {
       items_.push_back(std::move(item));
       if (items_.size() > high_water_) high_water_ = items_.size();
       ++pushed_;
+      wake = consumer_idle_;
+      consumer_idle_ = false;
     }
-    if (on_push_) on_push_();
+    if (wake && on_push_) on_push_();
+    return true;
+  }
+
+  // For the consumer, when it is about to wait for work: returns true and
+  // makes the next push run the wake-up hook if the queue is empty; returns
+  // false (the consumer stays awake: there is work) otherwise. Checking and
+  // arming under one lock means no push can slip in between unnoticed.
+  bool ArmWake() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!items_.empty()) return false;
+    consumer_idle_ = true;
     return true;
   }
 
@@ -109,6 +131,7 @@ class BoundedQueue {
   std::condition_variable not_full_;
   std::deque<T> items_;
   bool closed_ = false;
+  bool consumer_idle_ = true;  // the next push runs on_push_
   size_t high_water_ = 0;
   uint64_t pushed_ = 0;
   uint64_t full_waits_ = 0;

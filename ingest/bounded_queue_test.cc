@@ -9,15 +9,37 @@
 namespace weir {
 namespace {
 
-TEST(BoundedQueueTest, KeepsOrderAndCallsWakeHookPerPush) {
+TEST(BoundedQueueTest, KeepsOrderAndWakesTheIdleConsumerOnce) {
   std::atomic<int> wakes{0};
   BoundedQueue<int> q(4, [&] { ++wakes; });
+  // A new queue's consumer is idle: the first push wakes it, and it stays
+  // awake (no further hook calls) until it arms the hook again.
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(q.Push(i));
-  EXPECT_EQ(wakes.load(), 3);
+  EXPECT_EQ(wakes.load(), 1);
   std::deque<int> out;
   EXPECT_EQ(q.PopSome(&out, 10), 3u);
   EXPECT_EQ(out, (std::deque<int>{0, 1, 2}));
   EXPECT_EQ(q.size(), 0u);
+  ASSERT_TRUE(q.Push(3));
+  EXPECT_EQ(wakes.load(), 1);
+}
+
+TEST(BoundedQueueTest, ArmWakeRefusesWhileItemsWaitAndOtherwiseWakesOnTheNextPush) {
+  std::atomic<int> wakes{0};
+  BoundedQueue<int> q(4, [&] { ++wakes; });
+  ASSERT_TRUE(q.Push(1));  // wakes the (initially idle) consumer
+  ASSERT_EQ(wakes.load(), 1);
+  // Work is waiting: the consumer must not go idle, and no push wakes it.
+  EXPECT_FALSE(q.ArmWake());
+  ASSERT_TRUE(q.Push(2));
+  EXPECT_EQ(wakes.load(), 1);
+  std::deque<int> out;
+  ASSERT_EQ(q.PopSome(&out, 10), 2u);
+  // Empty now: arming succeeds, and exactly the next push wakes.
+  EXPECT_TRUE(q.ArmWake());
+  ASSERT_TRUE(q.Push(3));
+  ASSERT_TRUE(q.Push(4));
+  EXPECT_EQ(wakes.load(), 2);
 }
 
 TEST(BoundedQueueTest, FullQueueBlocksThePusherUntilThereIsRoom) {

@@ -40,6 +40,9 @@ constexpr const char* kLog = "run";
 constexpr int64_t kTickMs = 100;
 // Messages handled per loop wake-up before timers get a turn.
 constexpr size_t kIngestSlice = 512;
+// While messages stream in, the loop looks at the queue again this long
+// after draining it, instead of having the MQTT thread wake it per message.
+constexpr uint64_t kIngestPollMs = 1;
 // Ingest pauses while this many results wait for a commit (a slow disk
 // pushes back to the broker instead of growing memory).
 constexpr size_t kMaxPendingOutbox = 100000;
@@ -333,7 +336,7 @@ struct Daemon::Impl {
   std::unique_ptr<MqttUplink> uplink;
 
   std::unique_ptr<UvAsync> ingest_wake, commit_wake, ack_wake;
-  std::unique_ptr<UvTimer> tick_timer, commit_timer, retry_timer;
+  std::unique_ptr<UvTimer> tick_timer, commit_timer, retry_timer, ingest_poll;
   std::vector<std::unique_ptr<UvSignal>> signals;
 
   // Loop-thread state.
@@ -343,7 +346,8 @@ struct Daemon::Impl {
   DaemonSpillStore spill{&pending_ptr, &reader_ptr};
   OutboxCollector collector;
   bool commit_inflight = false;
-  int64_t last_journal_seq = -1;  // highest journal seq processed (journal mode)
+  int64_t last_journal_seq = -1;  // highest journal seq processed (replay, journal mode)
+  int64_t checkpoint_submitted = -1;  // the highest checkpoint_seq handed to a commit
   bool stopping = false;
   int exit_code = 0;
   SourceState source_state = SourceState::kStopped;
@@ -970,17 +974,32 @@ struct Daemon::Impl {
     }
   }
 
+  // Runs on ingest_wake (the queue's wake-up hook, commit completions) and
+  // on ingest_poll. The hand-over is batched: while a stream keeps coming,
+  // the loop takes slices and then polls the queue every kIngestPollMs; only
+  // a poll that finds nothing arms the queue's wake-up hook, so the MQTT
+  // thread pays for a wake-up (uv_async_send, a syscall and a context
+  // switch) once per burst instead of once per message, and a lone message
+  // on an idle gateway is still handled at once.
   void OnIngestWake() {
     if (!processor) return;
     WatchStorageFull();
-    if (IngestPaused()) return;  // the commit completion wakes us again
+    if (IngestPaused()) return;  // the commit completion (or the tick) wakes us again
     // Messages held back while the source was stopped go first.
     if (held.size() < kIngestSlice) queue->PopSome(&held, kIngestSlice - held.size());
-    for (size_t n = 0; n < kIngestSlice && !held.empty() && !IngestPaused(); ++n) {
+    size_t n = 0;
+    for (; n < kIngestSlice && !held.empty() && !IngestPaused(); ++n) {
       ProcessOne(std::move(held.front()));
       held.pop_front();
     }
-    if ((queue->size() > 0 || !held.empty()) && !IngestPaused()) ingest_wake->Send();
+    if (IngestPaused()) return;
+    if (queue->size() > 0 || !held.empty()) {
+      ingest_wake->Send();  // more waiting: after the timers' turn
+    } else if (n > 0) {
+      ingest_poll->Start(kIngestPollMs, 0);
+    } else if (!queue->ArmWake()) {
+      ingest_wake->Send();  // a push came in between
+    }
   }
 
   void ProcessOne(Message&& m) {
@@ -997,12 +1016,11 @@ struct Daemon::Impl {
                             : "");
       }
     }
-    if (journal) {
-      last_journal_seq = m.journal_seq;
-    } else {
-      pending.journal.push_back(std::move(m));
-      pending.journal_processed = static_cast<int64_t>(pending.journal.size());
-    }
+    // Under durability batch the message is not written anywhere: the group
+    // commit that carries its effect on state and outbox is what makes it
+    // durable (DESIGN 6.2). Appending it to the journal in that same
+    // transaction, only to trim it again at once, bought nothing.
+    if (journal) last_journal_seq = m.journal_seq;
   }
 
   // Logs connection changes of the source (the readiness line tests wait for).
@@ -1029,6 +1047,9 @@ struct Daemon::Impl {
     int64_t now = WallClockMs();
     collector.Reset(&pending, now);
     processor->AdvanceTo(now, &collector);
+    // A backstop for the batched hand-over: whatever left the queue's
+    // wake-up unarmed, waiting messages are never stuck longer than a tick.
+    if (!stopping && (queue->size() > 0 || !held.empty())) ingest_wake->Send();
     RefreshMetrics(now);
   }
 
@@ -1047,7 +1068,13 @@ struct Daemon::Impl {
         pending.dedup.emplace_back(std::string(device), std::string(blob));
       });
     }
-    if (journal && last_journal_seq > 0) pending.checkpoint_seq = last_journal_seq;
+    // Journal mode moves the checkpoint with every message. In batch mode
+    // only a startup replay of an earlier journal-mode tail moves it, and
+    // that position must be committed too, or the tail is replayed again.
+    if (last_journal_seq > 0 && (journal || last_journal_seq > checkpoint_submitted)) {
+      pending.checkpoint_seq = last_journal_seq;
+      checkpoint_submitted = last_journal_seq;
+    }
     if (pending.empty() && !force) return;
     commit_inflight = true;
     inflight_seal = pending.seal_loss_upto;
@@ -1102,7 +1129,9 @@ struct Daemon::Impl {
     HandleCommitResults();
     WatchStorageFull();
     PumpUplink();
-    if (!stopping && queue && (queue->size() > 0 || !held.empty())) ingest_wake->Send();
+    // Also when the queue is empty: ingest may have paused for this commit
+    // without arming the queue's wake-up (OnIngestWake arms it).
+    if (!stopping && queue) ingest_wake->Send();
   }
 
   std::string TopicFor(const OutboxRow& row) const {
@@ -1281,6 +1310,7 @@ struct Daemon::Impl {
     tick_timer->Stop();
     commit_timer->Stop();
     retry_timer->Stop();
+    ingest_poll->Stop();
     // Everything already taken from the broker is processed and committed.
     while (!held.empty()) {
       ProcessOne(std::move(held.front()));
@@ -1306,6 +1336,7 @@ struct Daemon::Impl {
     tick_timer->Close();
     commit_timer->Close();
     retry_timer->Close();
+    ingest_poll->Close();
     for (auto& s : signals) s->Close();
     LOG_INFO(kLog, "stopped");
   }
@@ -1323,6 +1354,7 @@ struct Daemon::Impl {
       SubmitCommit(false);
     });
     retry_timer = std::make_unique<UvTimer>(&loop, [this] { SubmitCommit(false); });
+    ingest_poll = std::make_unique<UvTimer>(&loop, [this] { OnIngestWake(); });
     signals.push_back(std::make_unique<UvSignal>(&loop, SIGINT, [this] { Shutdown(); }));
     signals.push_back(std::make_unique<UvSignal>(&loop, SIGTERM, [this] { Shutdown(); }));
     signals.push_back(std::make_unique<UvSignal>(&loop, SIGHUP, [this] { Reload(); }));
@@ -1343,6 +1375,7 @@ struct Daemon::Impl {
       tick_timer->Close();
       commit_timer->Close();
       retry_timer->Close();
+      ingest_poll->Close();
       for (auto& s : signals) s->Close();
       uv_run(&loop, UV_RUN_DEFAULT);
       uv_loop_close(&loop);

@@ -37,6 +37,9 @@ def main():
                                 "--topic", "weir/#", "--db", sink_db, "--quiet"],
                                os.path.join(work, "sink.log"))
         procs.append(sink)
+        # Results published to the cloud broker before the sink has subscribed
+        # would be dropped there (a new session): wait for it.
+        sink.wait_log("subscribed to")
         weir = harness.Process([os.path.join(args.bin, "weir"), "run", cfg_path],
                                os.path.join(work, "weir.log"))
         procs.append(weir)

@@ -239,7 +239,9 @@ TEST(MqttSourceTest, BackpressureThroughATinyQueueLosesNothing) {
   for (int i = 0; i < kCount; ++i) ASSERT_EQ(got[i], i) << "at " << i;
   EXPECT_GT(queue.full_waits(), 0u);  // the callback really had to wait
   EXPECT_EQ(queue.high_water(), 2u);
-  EXPECT_EQ(wakes.load(), kCount);
+  // This consumer polls and never arms the wake-up hook again (ArmWake), so
+  // only the first push, which found the new queue's consumer idle, ran it.
+  EXPECT_EQ(wakes.load(), 1);
   source.Stop();
   EXPECT_EQ(source.stats().messages, static_cast<uint64_t>(kCount));
 }
