@@ -577,6 +577,7 @@ Status SqliteStore::ApplyBatch(const CommitBatch& b, CommitResult* r, Committed*
   }
 
   const int64_t now = Now();
+  const int64_t pending_before = c->outbox_rows;
   for (const OutboxEntry& o : b.outbox) {
     if (!o.id.empty()) {
       // Already pending: idempotent, report where it is. Looked up first
@@ -617,7 +618,10 @@ Status SqliteStore::ApplyBatch(const CommitBatch& b, CommitResult* r, Committed*
     if (!used.ok()) return used.status();
     if (*used > limits_.soft_pages) {
       if (options_.on_full == OnFull::kBlock) {
-        if (*used > *used_before) {
+        // Hold back only while delivery can free room: with no earlier result
+        // pending, waiting would never end (the batch's own journal rows, trimmed
+        // here, were what filled the file), so it goes in up to the hard cap.
+        if (*used > *used_before && pending_before > 0) {
           return ResourceExhausted(
               "commit: storage.max_bytes (" + std::to_string(options_.max_bytes) +
               " bytes) reached on " + options_.path +

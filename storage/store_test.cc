@@ -561,6 +561,44 @@ TEST(StoreOnFull, SealedLossRecordIsNeverExtended) {
   EXPECT_EQ(losses[0].lost + losses[1].lost + results, next);
 }
 
+TEST(StoreOnFull, BlockTakesABatchWhenNothingPendingCouldFreeRoom) {
+  // Holding a batch back is only worth it while delivering pending results can free
+  // room. With nothing pending it would wait for ever (in the field: the journal rows
+  // the batch itself trims had filled the file), so it goes in up to the hard cap.
+  TempDir dir;
+  auto o = Options(dir, 4 * 1024 * 1024);
+  o.on_full = OnFull::kBlock;
+  auto store = OpenOrDie(o);
+  ASSERT_TRUE(store);
+  int64_t next = 0;
+  auto batch_of = [&](int n) {
+    CommitBatch b;
+    for (int i = 0; i < n; ++i, ++next)
+      b.outbox.push_back(MakeResult("gw-01/climate/d1/" + std::to_string(next), 0, next * 1000,
+                                    next * 1000 + 1000, std::string(1000, 'x')));
+    return b;
+  };
+  // Measure what a row costs, then deliver those rows: nothing pending.
+  int64_t used0 = store->stats().used_bytes;
+  ASSERT_TRUE(CommitAndWait(store.get(), batch_of(200)).status.ok());
+  double per_row = static_cast<double>(store->stats().used_bytes - used0) / 200;
+  std::vector<OutboxKey> keys;
+  for (int64_t p = 1; p <= 200; ++p) keys.push_back({p, 0});
+  ASSERT_EQ(DeleteAndWait(store.get(), keys).deleted, 200);
+  ASSERT_EQ(store->stats().outbox_rows, 0);
+  // One batch that ends between the soft limit and the hard cap (soft = hard less 1/16).
+  int64_t soft = store->stats().limit_bytes;
+  int64_t hard = soft * 16 / 15;
+  int rows = static_cast<int>((soft + (hard - soft) / 3 - store->stats().used_bytes) / per_row);
+  CommitResult big = CommitAndWait(store.get(), batch_of(rows));
+  ASSERT_TRUE(big.status.ok()) << big.status.ToString() << " (" << rows << " rows)";
+  ASSERT_GT(store->stats().used_bytes, soft) << "the test batch did not pass the soft limit";
+  // Now results are pending: growth is held back again.
+  CommitResult more = CommitAndWait(store.get(), batch_of(10));
+  EXPECT_EQ(more.status.code(), StatusCode::kResourceExhausted) << more.status.ToString();
+  EXPECT_EQ(store->stats().lost_total, 0);
+}
+
 TEST(StoreOnFull, BlockRefusesGrowthUntilRowsAreDeleted) {
   TempDir dir;
   auto o = Options(dir, 512 * 1024);
