@@ -93,7 +93,7 @@ def main():
     work = harness.temp_dir("weir-crash.")
     broker = harness.Broker(os.path.join(work, "broker"))
     procs = []
-    try:
+    with harness.reported(work, procs, [broker], note=f", seed {args.seed}"):
         cfg_path = os.path.join(work, "weir.json")
         db_path = os.path.join(work, "weir.db")
         proxy = None
@@ -245,14 +245,7 @@ def main():
               f"{args.cut_uplink} uplink cuts; "
               f"{len(seen)} (id, rev) published, {repeats} repeats, all identical")
         return 0
-    except harness.Failure as e:
-        print(f"FAIL: {e}\n(work dir kept: {work}, seed {args.seed})")
-        return 1
-    finally:
-        for p in procs:
-            if p.alive():
-                p.stop(signal.SIGKILL)
-        broker.stop()
+    return 1  # reported() printed the failure
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Shared pieces of weir's end-to-end tests: private brokers, weir processes,
 publishing with mosquitto_pub, reading weir-sink's database. Standard library
 only; every wait has a deadline."""
+import contextlib
 import json
 import os
 import signal as signals
@@ -16,6 +17,33 @@ BROKER_PY = os.path.join(HERE, "..", "broker.py")
 
 class Failure(Exception):
     pass
+
+
+@contextlib.contextmanager
+def reported(work, procs, brokers, log_name=None, note=""):
+    """The end of every test's main(): a Failure raised in the block is
+    printed as FAIL with the work dir (kept for a look) and, when log_name is
+    given, the tail of that log in it; the Failure is then swallowed, so the
+    statement after the block runs (`return 1`). Whatever happens, the
+    processes still alive are killed and the brokers stopped. `brokers` is a
+    list, or a function returning one for tests that replace a broker midway
+    (it is called at the end, so it sees the replacement)."""
+    try:
+        yield
+    except Failure as e:
+        print(f"FAIL: {e}\n(work dir kept: {work}{note})")
+        if log_name:
+            try:
+                with open(os.path.join(work, log_name)) as f:
+                    print("--- weir log tail\n" + f.read()[-3000:])
+            except OSError:
+                pass
+    finally:
+        for p in procs:
+            if p.alive():
+                p.stop(signals.SIGKILL)
+        for b in brokers() if callable(brokers) else brokers:
+            b.stop()
 
 
 def wait_for(what, predicate, timeout_s=30.0, interval_s=0.05):

@@ -9,7 +9,6 @@ JSON), and is counted as late_dropped; readings that are not late never go there
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 
@@ -26,7 +25,7 @@ def main():
     work = harness.temp_dir("weir-late-side.")
     broker = harness.Broker(os.path.join(work, "broker"))
     procs = []
-    try:
+    with harness.reported(work, procs, [broker]):
         cfg = {
             "gateway": "gw",
             "source": {"broker": broker.uri, "topics": [{"topic": "s/{device}"}],
@@ -99,14 +98,7 @@ def main():
                         raise harness.Failure(f"a non-result on the results topic: {p}")
         print("ok: late readings published raw on weir/gw/p/late:", late_raw)
         return 0
-    except harness.Failure as e:
-        print(f"FAIL: {e}\n(work dir kept: {work})")
-        return 1
-    finally:
-        for p in procs:
-            if p.alive():
-                p.stop(signal.SIGKILL)
-        broker.stop()
+    return 1  # reported() printed the failure
 
 
 if __name__ == "__main__":

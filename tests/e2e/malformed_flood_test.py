@@ -9,7 +9,6 @@ keeps running.
 import argparse
 import json
 import os
-import signal
 import socket
 import sys
 import urllib.request
@@ -49,7 +48,7 @@ def main():
     work = harness.temp_dir("weir-flood.")
     broker = harness.Broker(os.path.join(work, "broker"))
     procs = []
-    try:
+    with harness.reported(work, procs, [broker]):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             mport = s.getsockname()[1]
@@ -104,14 +103,7 @@ def main():
         print(f"ok: {len(expected)} results exact among {sum(want.values())} bad payloads; "
               f"counters {want}")
         return 0
-    except harness.Failure as e:
-        print(f"FAIL: {e}\n(work dir kept: {work})")
-        return 1
-    finally:
-        for p in procs:
-            if p.alive():
-                p.stop(signal.SIGKILL)
-        broker.stop()
+    return 1  # reported() printed the failure
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ results pile up in a small database, then comes back.
 import argparse
 import json
 import os
-import signal
 import sqlite3
 import sys
 
@@ -44,7 +43,7 @@ def main():
     cloud_port = cloud.port
     cloud.stop()  # the uplink is down until we say so
     procs = []
-    try:
+    with harness.reported(work, procs, lambda: [source, cloud]):
         db = os.path.join(work, "weir.db")
         cfg = {
             "gateway": "gw",
@@ -128,15 +127,7 @@ def main():
         print(f"ok: {lost} oldest results dropped under one loss record {loss['id']}, "
               f"{len(rows)} delivered")
         return 0
-    except harness.Failure as e:
-        print(f"FAIL: {e}\n(work dir kept: {work})")
-        return 1
-    finally:
-        for p in procs:
-            if p.alive():
-                p.stop(signal.SIGKILL)
-        source.stop()
-        cloud.stop()
+    return 1  # reported() printed the failure
 
 
 if __name__ == "__main__":

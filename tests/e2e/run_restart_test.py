@@ -106,7 +106,7 @@ def main():
     work = harness.temp_dir("weir-e2e-restart.")
     broker = harness.Broker(os.path.join(work, "broker"))
     procs = []
-    try:
+    with harness.reported(work, procs, [broker]):
         cfg_path = os.path.join(work, "weir.json")
         with open(cfg_path, "w") as f:
             json.dump(config(broker.uri, os.path.join(work, "weir.db")), f, indent=1)
@@ -174,14 +174,7 @@ def main():
         print(f"ok: {len(expected)} results at the sink equal the expected ones after a "
               f"SIGTERM restart and a SIGKILL restart")
         return 0
-    except harness.Failure as e:
-        print(f"FAIL: {e}\n(work dir kept: {work})")
-        return 1
-    finally:
-        for p in procs:
-            if p.alive():
-                p.stop(signal.SIGKILL)
-        broker.stop()
+    return 1  # reported() printed the failure
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ every window at the sink has exactly the readings published.
 import argparse
 import json
 import os
-import signal
 import sys
 import threading
 
@@ -26,7 +25,7 @@ def main():
     gateway = harness.Broker(os.path.join(work, "gateway"), persistence=True)
     cloud = harness.Broker(os.path.join(work, "cloud"))
     procs = []
-    try:
+    with harness.reported(work, procs, lambda: [gateway, cloud]):
         cfg = rr.config(gateway.uri, os.path.join(work, "weir.db"))
         cfg["uplink"]["broker"] = cloud.uri
         cfg_path = os.path.join(work, "weir.json")
@@ -80,15 +79,7 @@ def main():
             raise
         print(f"ok: {len(expected)} results exact after a gateway broker restart")
         return 0
-    except harness.Failure as e:
-        print(f"FAIL: {e}\n(work dir kept: {work})")
-        return 1
-    finally:
-        for p in procs:
-            if p.alive():
-                p.stop(signal.SIGKILL)
-        gateway.stop()
-        cloud.stop()
+    return 1  # reported() printed the failure
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ than uplink.max_rate.
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -33,7 +32,7 @@ def main():
     cloud_port = cloud.port
     cloud.stop()
     procs = []
-    try:
+    with harness.reported(work, procs, lambda: [source, cloud]):
         cfg = {
             "gateway": "gw",
             "source": {"broker": source.uri, "topics": [{"topic": "s/{device}"}],
@@ -109,15 +108,7 @@ def main():
         print(f"ok: {BACKLOG} backlog results drained in {span:.2f}s (max_rate {MAX_RATE}/s); "
               f"{len(new)} live results, the first {old[-1] - new[0]:.2f}s before the backlog ended")
         return 0
-    except harness.Failure as e:
-        print(f"FAIL: {e}\n(work dir kept: {work})")
-        return 1
-    finally:
-        for p in procs:
-            if p.alive():
-                p.stop(signal.SIGKILL)
-        source.stop()
-        cloud.stop()
+    return 1  # reported() printed the failure
 
 
 if __name__ == "__main__":

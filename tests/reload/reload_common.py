@@ -8,6 +8,7 @@ increasing arrival times is what an uninterrupted `weir run` computes."""
 import copy
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -17,6 +18,8 @@ import harness  # noqa: E402
 GATEWAY = "rl"
 BASE_TS = 1_700_000_000_000
 DEVICES = ["d1", "d2"]
+# The recorder's own topic: a message there shows it has subscribed.
+PROBE = "probe/capture"
 
 
 def reading(device_index, i):
@@ -276,3 +279,62 @@ def metric(port, name):
     if name not in m:
         raise harness.Failure(f"no {name} in /metrics: {sorted(m)[:50]}")
     return m[name]
+
+
+def journal_newest(db_path):
+    """The newest journal seq in weir's database; 0 while there is none."""
+    import sqlite3
+    try:
+        con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute("SELECT max(seq) FROM journal").fetchone()[0] or 0
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
+def start_sink(bin_dir, broker, work, client_id, procs):
+    """weir-sink on weir/# into work/sink.db, subscribed before it returns:
+    results the uplink sends earlier would be lost. Returns (process, db path)."""
+    sink_db = os.path.join(work, "sink.db")
+    sink = harness.Process([os.path.join(bin_dir, "weir-sink"), "--broker", broker.uri,
+                            "--topic", "weir/#", "--db", sink_db, "--client-id", client_id],
+                           os.path.join(work, "sink.log"))
+    procs.append(sink)
+    sink.wait_log("subscribed")
+    return sink, sink_db
+
+
+def start_capture(broker, path, client_id, procs, persistent=False):
+    """A mosquitto_sub -v recording every uplink message into `path`; returns
+    once a probe message it subscribed to has come back, so nothing the uplink
+    sends afterwards is missed. Read it with captured_messages(path, PROBE)."""
+    args = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-v",
+            "-i", client_id, "-t", "weir/#", "-t", PROBE]
+    if persistent:
+        args.append("-c")
+    capture = harness.Process(args, path)
+    procs.append(capture)
+    harness.wait_for("the recorder subscribed", lambda: (
+        harness.publish_lines(broker.uri, PROBE, ["x"]),
+        PROBE in open(path).read())[1], 10, 0.3)
+    return capture
+
+
+
+def start_weir(bin_dir, cfg_path, work, procs, log_name="weir.log", after=0):
+    """`weir run cfg_path` logging to work/log_name, connected to the source
+    (its log after the first `after` characters says so)."""
+    weir = harness.Process([os.path.join(bin_dir, "weir"), "run", cfg_path],
+                           os.path.join(work, log_name))
+    procs.append(weir)
+    weir.wait_log("subscribed to", after=after)
+    return weir
+
+
+def stop_weir(weir):
+    """SIGTERM, and weir must exit 0 (a clean stop)."""
+    code = weir.stop(signal.SIGTERM)
+    if code != 0:
+        raise harness.Failure(f"weir run exited {code} on SIGTERM")

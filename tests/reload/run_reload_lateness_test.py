@@ -30,7 +30,7 @@ def main():
     work = harness.temp_dir("weir-reload-lateness.")
     broker = harness.Broker(os.path.join(work, "broker"))
     procs = []
-    try:
+    with harness.reported(work, procs, [broker]):
         db = os.path.join(work, "weir.db")
         cfg_path = os.path.join(work, "weir.json")
         v1 = rc.config(broker.uri, db, [rc.pipeline("climate", "10s")])
@@ -39,22 +39,14 @@ def main():
             {"allowed_lateness": "1m", "late": "update", "late_emit_delay": "0"})
         rc.write_json(cfg_path, v1)
         capture_path = os.path.join(work, "capture.txt")
-        procs.append(harness.Process(["mosquitto_sub", "-h", "127.0.0.1", "-p",
-                                      str(broker.port), "-q", "1", "-v", "-i", "rll-capture",
-                                      "-t", "weir/#", "-t", "probe/capture"], capture_path))
-        harness.wait_for("the recorder subscribed", lambda: (
-            harness.publish_lines(broker.uri, "probe/capture", ["x"]),
-            "probe/capture" in open(capture_path).read())[1], 10, 0.3)
-        weir = harness.Process([os.path.join(args.bin, "weir"), "run", cfg_path],
-                               os.path.join(work, "weir.log"))
-        procs.append(weir)
-        weir.wait_log("subscribed to")
+        rc.start_capture(broker, capture_path, "rll-capture", procs)
+        weir = rc.start_weir(args.bin, cfg_path, work, procs)
 
         feed = rc.Feed(broker.uri)
         feed.publish(0, 19)  # [0,10s) fires and, with lateness 0, is purged
         rc.wait_processed(db, feed.mark())
         harness.wait_for("[0,10s) recorded", lambda: sum(
-            1 for _, rs, _ in rc.captured_messages(capture_path, "probe/capture")
+            1 for _, rs, _ in rc.captured_messages(capture_path, rc.PROBE)
             for r in rs if r["id"].endswith(f"/{rc.BASE_TS}")) == 2, 15)
 
         rc.write_json(cfg_path, v2)
@@ -67,20 +59,13 @@ def main():
             {"ts": rc.BASE_TS + 19_500, "seq": 101, "t": 1.0})])
         rc.wait_processed(db, feed.mark() + 2)
         time.sleep(1.5)  # late_emit_delay 0: anything it emits is out by now
-        problems = rc.check_capture(rc.captured_messages(capture_path, "probe/capture"))
+        problems = rc.check_capture(rc.captured_messages(capture_path, rc.PROBE))
         if problems:
             raise harness.Failure("\n".join(problems))
         weir.stop(signal.SIGTERM)
         print("ok: raising allowed_lateness by SIGHUP reopened no purged window")
         return 0
-    except harness.Failure as e:
-        print(f"FAIL: {e}\n(work dir kept: {work})")
-        return 1
-    finally:
-        for p in procs:
-            if p.alive():
-                p.stop(signal.SIGKILL)
-        broker.stop()
+    return 1  # reported() printed the failure
 
 
 if __name__ == "__main__":

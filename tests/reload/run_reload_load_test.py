@@ -90,7 +90,7 @@ def main():
     work = harness.temp_dir("weir-reload-load.")
     broker = harness.Broker(os.path.join(work, "broker"))
     procs = []
-    try:
+    with harness.reported(work, procs, [broker], log_name="weir.log"):
         db = os.path.join(work, "weir.db")
         cfg_path = os.path.join(work, "weir.json")
         port = rc.free_port()
@@ -100,16 +100,8 @@ def main():
         rate = write_scenario(scenario, args.devices, args.rate, args.seconds)
 
         capture_path = os.path.join(work, "uplink.capture")
-        bport = broker.uri.rsplit(":", 1)[1]
-        procs.append(harness.Process(["mosquitto_sub", "-h", "127.0.0.1", "-p", bport, "-q", "1",
-                                      "-c", "-i", "load-capture", "-t", "weir/#", "-t",
-                                      "probe/capture", "-v"], capture_path))
-        harness.wait_for("the recorder subscribed", lambda: (
-            harness.publish_lines(broker.uri, "probe/capture", ["x"]),
-            "probe/capture" in open(capture_path).read())[1], 10, 0.3)
-        weir = harness.Process([weir_bin, "run", cfg_path], os.path.join(work, "weir.log"))
-        procs.append(weir)
-        weir.wait_log("subscribed to")
+        rc.start_capture(broker, capture_path, "load-capture", procs, persistent=True)
+        weir = rc.start_weir(args.bin, cfg_path, work, procs)
 
         record = os.path.join(work, "record.jsonl")
         t0 = time.monotonic()
@@ -193,7 +185,7 @@ def main():
 
         def live():
             out = {}
-            for _, results, _ in rc.captured_messages(capture_path, "probe/capture"):
+            for _, results, _ in rc.captured_messages(capture_path, rc.PROBE):
                 for r in results:
                     if r["id"] not in out or r["rev"] >= out[r["id"]]["rev"]:
                         out[r["id"]] = r
@@ -227,28 +219,15 @@ def main():
             raise harness.Failure(f"extra's ids use {gens}, want extra then extra~1")
         conflicts = rc.check_capture([(t.replace(f"weir/{GW}/", f"weir/{rc.GATEWAY}/"), rs, a)
                                       for t, rs, a in rc.captured_messages(capture_path,
-                                                                           "probe/capture")])
+                                                                           rc.PROBE)])
         if conflicts:
             raise harness.Failure("\n".join(conflicts[:20]))
-        code = weir.stop(signal.SIGTERM)
-        if code != 0:
-            raise harness.Failure(f"weir run exited {code} on SIGTERM")
+        rc.stop_weir(weir)
         print(f"ok: {len(steps)} reloads under {readings / sim_seconds:.0f} readings/s lost "
               f"nothing: {want_readings} readings counted once, {len(expected)} climate results "
               "equal the replay's")
         return 0
-    except harness.Failure as e:
-        print(f"FAIL: {e}\n(work dir kept: {work})")
-        try:
-            print("--- weir log tail\n" + open(os.path.join(work, "weir.log")).read()[-3000:])
-        except OSError:
-            pass
-        return 1
-    finally:
-        for p in procs:
-            if p.alive():
-                p.stop(signal.SIGKILL)
-        broker.stop()
+    return 1  # reported() printed the failure
 
 
 if __name__ == "__main__":

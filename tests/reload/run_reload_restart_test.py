@@ -21,19 +21,6 @@ from reload_common import harness  # noqa: E402
 G = rc.GATEWAY
 
 
-def journaled(db_path, n):
-    import sqlite3
-    try:
-        con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
-        try:
-            newest = con.execute("SELECT max(seq) FROM journal").fetchone()[0] or 0
-        finally:
-            con.close()
-    except sqlite3.OperationalError:
-        return False
-    return newest >= n
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -42,7 +29,7 @@ def main():
     work = harness.temp_dir("weir-reload-restart.")
     broker = harness.Broker(os.path.join(work, "broker"))
     procs = []
-    try:
+    with harness.reported(work, procs, [broker], log_name="weir.log"):
         db = os.path.join(work, "weir.db")
         cfg_path = os.path.join(work, "weir.json")
         v1 = rc.config(broker.uri, db, [rc.pipeline("climate", "10s")], batch_max=5)
@@ -52,25 +39,19 @@ def main():
         v3 = rc.config(broker.uri, db, [rc.pipeline("climate", "30s")], batch_max=5)
         rc.write_json(cfg_path, v1)
 
-        sink_db = os.path.join(work, "sink.db")
-        procs.append(harness.Process([os.path.join(args.bin, "weir-sink"), "--broker",
-                                      broker.uri, "--topic", "weir/#", "--db", sink_db,
-                                      "--client-id", "rlr-sink"], os.path.join(work, "sink.log")))
-        procs[-1].wait_log("subscribed")
+        _, sink_db = rc.start_sink(args.bin, broker, work, "rlr-sink", procs)
         weir_log = os.path.join(work, "weir.log")
 
         def start_weir():
             after = len(open(weir_log, "rb").read()) if os.path.exists(weir_log) else 0
-            p = harness.Process([weir_bin, "run", cfg_path], weir_log)
-            procs.append(p)
-            p.wait_log("subscribed to", after=after)
-            return p, after
+            return rc.start_weir(args.bin, cfg_path, work, procs, after=after), after
 
         weir, _ = start_weir()
         feed = rc.Feed(broker.uri)
         # Windows [0,10s) and [10,20s) close inside these messages; [20,30s) stays open.
         feed.publish(0, 25)
-        harness.wait_for("both messages journaled", lambda: journaled(db, feed.mark()), 15)
+        harness.wait_for("both messages journaled",
+                         lambda: rc.journal_newest(db) >= feed.mark(), 15)
         gen0_upto = feed.mark()
 
         # Edit, then crash before any SIGHUP.
@@ -101,9 +82,7 @@ def main():
 
         # A clean stop, another edit, a start: generation 2.
         rc.wait_processed(db, feed.mark())
-        code = weir.stop(signal.SIGTERM)
-        if code != 0:
-            raise harness.Failure(f"weir run exited {code} on SIGTERM")
+        rc.stop_weir(weir)
         rc.write_json(cfg_path, v3)
         weir, after = start_weir()
         log = weir.log_text()[after:]
@@ -127,25 +106,12 @@ def main():
         ])
         if rc.stored_generations(db).get("climate", (None,))[0] != 2:
             raise harness.Failure(f"stored generations {rc.stored_generations(db)}, want 2")
-        code = weir.stop(signal.SIGTERM)
-        if code != 0:
-            raise harness.Failure(f"weir run exited {code} on SIGTERM")
+        rc.stop_weir(weir)
         print(f"ok: kill -9 after an edit recovered under the old config "
               f"({len(climate0)} results = replay --drain), then generations 1 and 2 "
               f"({len(climate1)}/{len(climate2)} results) across restarts")
         return 0
-    except harness.Failure as e:
-        print(f"FAIL: {e}\n(work dir kept: {work})")
-        try:
-            print("--- weir log tail\n" + open(os.path.join(work, "weir.log")).read()[-3000:])
-        except OSError:
-            pass
-        return 1
-    finally:
-        for p in procs:
-            if p.alive():
-                p.stop(signal.SIGKILL)
-        broker.stop()
+    return 1  # reported() printed the failure
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import copy
 import math
 import os
 import signal
-import socket
 import sys
 import time
 import urllib.request
@@ -30,30 +29,20 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     args = ap.parse_args()
-    weir_bin = os.path.join(args.bin, "weir")
     work = harness.temp_dir("weir-reload-settings.")
     broker = harness.Broker(os.path.join(work, "broker"))
     procs = []
-    try:
+    with harness.reported(work, procs, [broker], log_name="weir.log"):
         db = os.path.join(work, "weir.db")
         cfg_path = os.path.join(work, "weir.json")
         v1 = rc.config(broker.uri, db, [rc.pipeline("climate", "10s")])
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        metrics_port = probe.getsockname()[1]
-        probe.close()
+        metrics_port = rc.free_port()
         v1["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
         v2 = copy.deepcopy(v1)
         v2["pipelines"][0]["event_time"]["idle_timeout"] = "1s"
         rc.write_json(cfg_path, v1)
-        sink_db = os.path.join(work, "sink.db")
-        procs.append(harness.Process([os.path.join(args.bin, "weir-sink"), "--broker",
-                                      broker.uri, "--topic", "weir/#", "--db", sink_db,
-                                      "--client-id", "rlt-sink"], os.path.join(work, "sink.log")))
-        procs[-1].wait_log("subscribed")
-        weir = harness.Process([weir_bin, "run", cfg_path], os.path.join(work, "weir.log"))
-        procs.append(weir)
-        weir.wait_log("subscribed to")
+        _, sink_db = rc.start_sink(args.bin, broker, work, "rlt-sink", procs)
+        weir = rc.start_weir(args.bin, cfg_path, work, procs)
 
         feed = rc.Feed(broker.uri)
         feed.publish(0, 19)  # d1 and d2: [0,10s) closes, [10s,20s) holds 10..18
@@ -107,24 +96,11 @@ def main():
                                       f"{published}")
         if metric('weir_config_reloads_total{result="applied"}') != 1:
             raise harness.Failure("the applied reload is not counted")
-        code = weir.stop(signal.SIGTERM)
-        if code != 0:
-            raise harness.Failure(f"weir run exited {code} on SIGTERM")
+        rc.stop_weir(weir)
         print("ok: idle_timeout lowered by SIGHUP fired the silent devices' open windows, state "
               "kept")
         return 0
-    except harness.Failure as e:
-        print(f"FAIL: {e}\n(work dir kept: {work})")
-        try:
-            print("--- weir log tail\n" + open(os.path.join(work, "weir.log")).read()[-3000:])
-        except OSError:
-            pass
-        return 1
-    finally:
-        for p in procs:
-            if p.alive():
-                p.stop(signal.SIGKILL)
-        broker.stop()
+    return 1  # reported() printed the failure
 
 
 if __name__ == "__main__":

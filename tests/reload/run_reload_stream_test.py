@@ -31,18 +31,6 @@ def reading(d, i):
     return {"ts": rc.BASE_TS + i * 100, "seq": i + 1, "t": round(10 + (i % 11) * 0.25 + d, 3)}
 
 
-def journal_newest(db_path):
-    import sqlite3
-    try:
-        con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
-        try:
-            return con.execute("SELECT max(seq) FROM journal").fetchone()[0] or 0
-        finally:
-            con.close()
-    except sqlite3.OperationalError:
-        return 0
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -51,7 +39,7 @@ def main():
     work = harness.temp_dir("weir-reload-stream.")
     broker = harness.Broker(os.path.join(work, "broker"))
     procs = []
-    try:
+    with harness.reported(work, procs, [broker], log_name="weir.log"):
         db = os.path.join(work, "weir.db")
         cfg_path = os.path.join(work, "weir.json")
         climate = rc.pipeline("climate", "10s")
@@ -71,14 +59,8 @@ def main():
         steps = [v2, v3, v4, v4, v5, v4, v5]
         rc.write_json(cfg_path, v1)
 
-        sink_db = os.path.join(work, "sink.db")
-        procs.append(harness.Process([os.path.join(args.bin, "weir-sink"), "--broker",
-                                      broker.uri, "--topic", "weir/#", "--db", sink_db,
-                                      "--client-id", "rls-sink"], os.path.join(work, "sink.log")))
-        procs[-1].wait_log("subscribed")
-        weir = harness.Process([weir_bin, "run", cfg_path], os.path.join(work, "weir.log"))
-        procs.append(weir)
-        weir.wait_log("subscribed to")
+        _, sink_db = rc.start_sink(args.bin, broker, work, "rls-sink", procs)
+        weir = rc.start_weir(args.bin, cfg_path, work, procs)
 
         messages = []
         per_device = {}
@@ -100,12 +82,12 @@ def main():
         threads = [threading.Thread(target=publish, args=(dev,)) for dev in DEVICES]
         for t in threads:
             t.start()
-        harness.wait_for("readings streaming in", lambda: journal_newest(db) > 200, 20, 0.01)
+        harness.wait_for("readings streaming in", lambda: rc.journal_newest(db) > 200, 20, 0.01)
 
         mid_stream = 0
         for n, cfg in enumerate(steps, 1):
             rc.write_json(cfg_path, cfg)
-            before = journal_newest(db)
+            before = rc.journal_newest(db)
             weir.signal(signal.SIGHUP)
             rc.wait_log_count(weir, "reload applied", n)
             if before < total:
@@ -143,24 +125,11 @@ def main():
         counted = sum(r["count"] for r in expected.values())
         if not weir.alive():
             raise harness.Failure("weir exited")
-        code = weir.stop(signal.SIGTERM)
-        if code != 0:
-            raise harness.Failure(f"weir run exited {code} on SIGTERM")
+        rc.stop_weir(weir)
         print(f"ok: {len(steps)} reloads ({mid_stream} mid-stream) over {total} messages; "
               f"{len(expected)} windows holding {counted} readings equal weir replay")
         return 0
-    except harness.Failure as e:
-        print(f"FAIL: {e}\n(work dir kept: {work})")
-        try:
-            print("--- weir log tail\n" + open(os.path.join(work, "weir.log")).read()[-3000:])
-        except OSError:
-            pass
-        return 1
-    finally:
-        for p in procs:
-            if p.alive():
-                p.stop(signal.SIGKILL)
-        broker.stop()
+    return 1  # reported() printed the failure
 
 
 if __name__ == "__main__":

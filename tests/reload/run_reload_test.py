@@ -41,7 +41,7 @@ def main():
     work = harness.temp_dir("weir-reload.")
     broker = harness.Broker(os.path.join(work, "broker"))
     procs = []
-    try:
+    with harness.reported(work, procs, [broker], log_name="weir.log"):
         db = os.path.join(work, "weir.db")
         cfg_path = os.path.join(work, "weir.json")
         climate10 = rc.pipeline("climate", "10s")
@@ -56,24 +56,11 @@ def main():
         v5 = rc.config(broker.uri, db, [climate30, peak], batch_max=5)
         rc.write_json(cfg_path, v1)
 
-        sink_db = os.path.join(work, "sink.db")
-        sink = harness.Process([os.path.join(args.bin, "weir-sink"), "--broker", broker.uri,
-                                "--topic", "weir/#", "--db", sink_db, "--client-id", "rl-sink"],
-                               os.path.join(work, "sink.log"))
-        procs.append(sink)
-        sink.wait_log("subscribed")
+        _, sink_db = rc.start_sink(args.bin, broker, work, "rl-sink", procs)
         capture_path = os.path.join(work, "capture.txt")
-        capture = harness.Process(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port),
-                                   "-q", "1", "-v", "-i", "rl-capture", "-t", "weir/#",
-                                   "-t", "probe/capture"], capture_path)
-        procs.append(capture)
-        harness.wait_for("the recorder subscribed", lambda: (
-            harness.publish_lines(broker.uri, "probe/capture", ["x"]),
-            "probe/capture" in open(capture_path).read())[1], 10, 0.3)
+        rc.start_capture(broker, capture_path, "rl-capture", procs)
 
-        weir = harness.Process([weir_bin, "run", cfg_path], os.path.join(work, "weir.log"))
-        procs.append(weir)
-        weir.wait_log("subscribed to")
+        weir = rc.start_weir(args.bin, cfg_path, work, procs)
         feed = rc.Feed(broker.uri)
 
         def sighup(n_applied=None, n_rejected=None):
@@ -205,7 +192,7 @@ def main():
         ])
 
         # Every message the uplink sent, as the recorder saw it.
-        msgs = rc.captured_messages(capture_path, skip_topic="probe/capture")
+        msgs = rc.captured_messages(capture_path, skip_topic=rc.PROBE)
         problems = rc.check_capture(msgs)
         too_big = [m for m in msgs if len(m[1]) > 5]
         if too_big:
@@ -225,25 +212,12 @@ def main():
 
         if not weir.alive():
             raise harness.Failure("weir exited")
-        code = weir.stop(signal.SIGTERM)
-        if code != 0:
-            raise harness.Failure(f"weir run exited {code} on SIGTERM")
+        rc.stop_weir(weir)
         print(f"ok: 4 reloads applied and 1 rejected; climate generations 0/1/2 "
               f"({len(climate0)}/{len(climate1)}/{len(climate2)} results) and peak/peak~1 "
               f"({len(peak_expected)}/{len(peak1)}) equal weir replay; {len(msgs)} uplink messages consistent")
         return 0
-    except harness.Failure as e:
-        print(f"FAIL: {e}\n(work dir kept: {work})")
-        try:
-            print("--- weir log tail\n" + open(os.path.join(work, "weir.log")).read()[-3000:])
-        except OSError:
-            pass
-        return 1
-    finally:
-        for p in procs:
-            if p.alive():
-                p.stop(signal.SIGKILL)
-        broker.stop()
+    return 1  # reported() printed the failure
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def main():
     work = harness.temp_dir("weir-reload-topics.")
     broker = harness.Broker(os.path.join(work, "broker"))
     procs = []
-    try:
+    with harness.reported(work, procs, [broker], log_name="weir.log"):
         db = os.path.join(work, "weir.db")
         cfg_path = os.path.join(work, "weir.json")
         port = rc.free_port()
@@ -39,10 +39,7 @@ def main():
         v2 = copy.deepcopy(v1)
         v2["source"]["topics"] = [t for t in v2["source"]["topics"] if t != EXTRA]
         rc.write_json(cfg_path, v1)
-        weir = harness.Process([os.path.join(args.bin, "weir"), "run", cfg_path],
-                               os.path.join(work, "weir.log"))
-        procs.append(weir)
-        weir.wait_log("subscribed to")
+        weir = rc.start_weir(args.bin, cfg_path, work, procs)
 
         def send(topic, device, seq):
             harness.publish_lines(broker.uri, topic.format(device=device), [json.dumps(
@@ -91,9 +88,7 @@ def main():
         if connects != 1:
             raise harness.Failure(f"weir connected {connects} times; the topic changes must not "
                                   "reconnect")
-        code = weir.stop(signal.SIGTERM)
-        if code != 0:
-            raise harness.Failure(f"weir run exited {code} on SIGTERM")
+        rc.stop_weir(weir)
 
         # Removed while weir was down: the start applies the file's config
         # after recovery, and the topic leaves the persistent session.
@@ -109,24 +104,11 @@ def main():
         if newest != 5:
             raise harness.Failure(f"journal holds {newest} messages, want 5: the topic removed "
                                   "while weir was down still reaches it")
-        code = weir.stop(signal.SIGTERM)
-        if code != 0:
-            raise harness.Failure(f"weir run exited {code} on SIGTERM")
+        rc.stop_weir(weir)
         print("ok: a removed source topic is unsubscribed (and an added one subscribed) in the "
               "running session, and on start when it was removed while weir was down")
         return 0
-    except harness.Failure as e:
-        print(f"FAIL: {e}\n(work dir kept: {work})")
-        try:
-            print("--- weir log tail\n" + open(os.path.join(work, "weir.log")).read()[-3000:])
-        except OSError:
-            pass
-        return 1
-    finally:
-        for p in procs:
-            if p.alive():
-                p.stop(signal.SIGKILL)
-        broker.stop()
+    return 1  # reported() printed the failure
 
 
 if __name__ == "__main__":
