@@ -1,6 +1,7 @@
 """Shared pieces of weir's end-to-end tests: private brokers, weir processes,
 publishing with mosquitto_pub, reading weir-sink's database. Standard library
 only; every wait has a deadline."""
+import argparse
 import contextlib
 import json
 import os
@@ -17,6 +18,18 @@ BROKER_PY = os.path.join(HERE, "..", "broker.py")
 
 class Failure(Exception):
     pass
+
+
+def setup(work_prefix, ap=None):
+    """The start of a test with one broker: parses --bin (and the options
+    `ap` already has), makes the work dir and starts a broker in it.
+    Returns (args, work, broker, procs); procs is empty, for reported()."""
+    ap = ap or argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    args = ap.parse_args()
+    work = temp_dir(work_prefix)
+    broker = Broker(os.path.join(work, "broker"))
+    return args, work, broker, []
 
 
 @contextlib.contextmanager

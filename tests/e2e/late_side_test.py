@@ -6,7 +6,6 @@ JSON), and is counted as late_dropped; readings that are not late never go there
 
   late_side_test.py --bin BUILD/bin
 """
-import argparse
 import json
 import os
 import sys
@@ -19,12 +18,7 @@ BASE = 1_700_000_000_000
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    args = ap.parse_args()
-    work = harness.temp_dir("weir-late-side.")
-    broker = harness.Broker(os.path.join(work, "broker"))
-    procs = []
+    args, work, broker, procs = harness.setup("weir-late-side.")
     with harness.reported(work, procs, [broker]):
         cfg = {
             "gateway": "gw",

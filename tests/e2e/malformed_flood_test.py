@@ -6,7 +6,6 @@ keeps running.
 
   malformed_flood_test.py --bin BUILD/bin
 """
-import argparse
 import json
 import os
 import socket
@@ -42,12 +41,7 @@ def metrics(port):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    args = ap.parse_args()
-    work = harness.temp_dir("weir-flood.")
-    broker = harness.Broker(os.path.join(work, "broker"))
-    procs = []
+    args, work, broker, procs = harness.setup("weir-flood.")
     with harness.reported(work, procs, [broker]):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

@@ -9,7 +9,6 @@ late), nothing missing and nothing extra.
 
   run_restart_test.py --bin BUILD/bin
 """
-import argparse
 import json
 import math
 import os
@@ -100,12 +99,7 @@ def check(expected, rows):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    args = ap.parse_args()
-    work = harness.temp_dir("weir-e2e-restart.")
-    broker = harness.Broker(os.path.join(work, "broker"))
-    procs = []
+    args, work, broker, procs = harness.setup("weir-e2e-restart.")
     with harness.reported(work, procs, [broker]):
         cfg_path = os.path.join(work, "weir.json")
         with open(cfg_path, "w") as f:

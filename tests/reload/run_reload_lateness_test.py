@@ -8,7 +8,6 @@ purged, checkpointed, so the reload's rebuilt engine still knows.
 
   run_reload_lateness_test.py --bin BUILD/bin
 """
-import argparse
 import copy
 import json
 import os
@@ -24,12 +23,7 @@ G = rc.GATEWAY
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    args = ap.parse_args()
-    work = harness.temp_dir("weir-reload-lateness.")
-    broker = harness.Broker(os.path.join(work, "broker"))
-    procs = []
+    args, work, broker, procs = harness.setup("weir-reload-lateness.")
     with harness.reported(work, procs, [broker]):
         db = os.path.join(work, "weir.db")
         cfg_path = os.path.join(work, "weir.json")

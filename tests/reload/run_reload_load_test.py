@@ -80,16 +80,12 @@ def write_scenario(path, devices, rate, seconds):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
     ap.add_argument("--rate", type=int, default=20000, help="readings per second")
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--devices", type=int, default=200)
     ap.add_argument("--seed", type=int, default=7)
-    args = ap.parse_args()
+    args, work, broker, procs = harness.setup("weir-reload-load.", ap)
     weir_bin = os.path.join(args.bin, "weir")
-    work = harness.temp_dir("weir-reload-load.")
-    broker = harness.Broker(os.path.join(work, "broker"))
-    procs = []
     with harness.reported(work, procs, [broker], log_name="weir.log"):
         db = os.path.join(work, "weir.db")
         cfg_path = os.path.join(work, "weir.json")

@@ -9,7 +9,6 @@ survive restarts.
 
   run_reload_restart_test.py --bin BUILD/bin
 """
-import argparse
 import os
 import signal
 import sys
@@ -22,13 +21,8 @@ G = rc.GATEWAY
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    args = ap.parse_args()
+    args, work, broker, procs = harness.setup("weir-reload-restart.")
     weir_bin = os.path.join(args.bin, "weir")
-    work = harness.temp_dir("weir-reload-restart.")
-    broker = harness.Broker(os.path.join(work, "broker"))
-    procs = []
     with harness.reported(work, procs, [broker], log_name="weir.log"):
         db = os.path.join(work, "weir.db")
         cfg_path = os.path.join(work, "weir.json")

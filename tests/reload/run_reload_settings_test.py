@@ -9,7 +9,6 @@ checkpoint: /metrics must count each reading once across it.
 
   run_reload_settings_test.py --bin BUILD/bin
 """
-import argparse
 import copy
 import math
 import os
@@ -26,12 +25,7 @@ G = rc.GATEWAY
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    args = ap.parse_args()
-    work = harness.temp_dir("weir-reload-settings.")
-    broker = harness.Broker(os.path.join(work, "broker"))
-    procs = []
+    args, work, broker, procs = harness.setup("weir-reload-settings.")
     with harness.reported(work, procs, [broker], log_name="weir.log"):
         db = os.path.join(work, "weir.db")
         cfg_path = os.path.join(work, "weir.json")

@@ -9,7 +9,6 @@ climate's definition unchanged, every window the sink receives equals
 
   run_reload_stream_test.py --bin BUILD/bin
 """
-import argparse
 import copy
 import json
 import os
@@ -32,13 +31,8 @@ def reading(d, i):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    args = ap.parse_args()
+    args, work, broker, procs = harness.setup("weir-reload-stream.")
     weir_bin = os.path.join(args.bin, "weir")
-    work = harness.temp_dir("weir-reload-stream.")
-    broker = harness.Broker(os.path.join(work, "broker"))
-    procs = []
     with harness.reported(work, procs, [broker], log_name="weir.log"):
         db = os.path.join(work, "weir.db")
         cfg_path = os.path.join(work, "weir.json")

@@ -19,7 +19,6 @@ results, and results name the bare pipeline on the bare pipeline's topic.
 
   run_reload_test.py --bin BUILD/bin
 """
-import argparse
 import json
 import os
 import signal
@@ -34,13 +33,8 @@ G = rc.GATEWAY
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    args = ap.parse_args()
+    args, work, broker, procs = harness.setup("weir-reload.")
     weir_bin = os.path.join(args.bin, "weir")
-    work = harness.temp_dir("weir-reload.")
-    broker = harness.Broker(os.path.join(work, "broker"))
-    procs = []
     with harness.reported(work, procs, [broker], log_name="weir.log"):
         db = os.path.join(work, "weir.db")
         cfg_path = os.path.join(work, "weir.json")

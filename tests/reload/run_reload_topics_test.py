@@ -8,7 +8,6 @@ removed from the file while weir is down leaves the session at the next start.
 
   run_reload_topics_test.py --bin BUILD/bin
 """
-import argparse
 import copy
 import json
 import os
@@ -23,12 +22,7 @@ EXTRA = {"topic": "extra/{device}/data"}
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    args = ap.parse_args()
-    work = harness.temp_dir("weir-reload-topics.")
-    broker = harness.Broker(os.path.join(work, "broker"))
-    procs = []
+    args, work, broker, procs = harness.setup("weir-reload-topics.")
     with harness.reported(work, procs, [broker], log_name="weir.log"):
         db = os.path.join(work, "weir.db")
         cfg_path = os.path.join(work, "weir.json")
