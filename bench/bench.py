@@ -344,6 +344,32 @@ def bench_core(ctx):
                      "of event time of warm-up; allocations per reading are counted by replacing "
                      "global operator new in the benchmark binary. They have no baseline: the "
                      "goal is absolute (readings/s/core).")
+    dec = os.path.join(a.bench_dir, "weir_decoder_bench")
+    if os.path.exists(dec):
+        reps = 1 if a.smoke else a.runs
+        _dt, _cpu, p = timed([dec, f"--benchmark_repetitions={reps}", "--benchmark_format=json",
+                              f"--benchmark_min_time={0.05 if a.smoke else 0.5}"])
+        per = {}
+        for b in json.loads(p.stdout).get("benchmarks", []):
+            if b.get("run_type") == "iteration":
+                per.setdefault(b["run_name"], []).append(b["items_per_second"])
+        for batch in (1, 10):
+            js = per.get(f"BM_Decode/format:0/batch:{batch}")
+            fb = per.get(f"BM_Decode/format:1/batch:{batch}")
+            if not js or not fb:
+                continue
+            cases.append(case(f"decoder json, {batch} reading(s) per message", "readings/s/core",
+                              js))
+            c = case(f"decoder flatbuffers, {batch} reading(s) per message", "readings/s/core",
+                     fb, f"decoder json, {batch} reading(s) per message", js)
+            log(f"core: {c['name']}: median {c['value']['median']:.0f}/s ratio {c['ratio']}")
+            cases.append(c)
+        notes.append("Decoder figures are Google Benchmark runs of MessageDecoder::Decode "
+                     "(ingest/decoder.h, bench/decoder_bench.cc) on payloads as they arrive "
+                     "from MQTT, 10k devices, one thread, CPU time: the same readings as JSON "
+                     "(one object, or an array of 10) and as a FlatBuffers Batch of 1 or 10 "
+                     "samples, verified before reading. The FlatBuffers ratio is to JSON at "
+                     "the same batch size in the same run.")
     ctx.result["core"] = {"cases": cases, "notes": notes}
 
     def med(name):
