@@ -737,7 +737,18 @@ def ready_subscriber(port):
             raise TimeoutError("uplink subscriber not ready")
 
 
-def flush(ctx, f, measure_rows):
+def perf_report_rows(perf_data, top=12):
+    rep = subprocess.run(["perf", "report", "-i", perf_data, "--no-children", "--sort", "symbol",
+                          "--stdio", "-g", "none"], capture_output=True, text=True)
+    rows = []
+    for line in rep.stdout.splitlines():
+        m = re.match(r"^\s+([0-9.]+)%\s+\[[.k]\]\s+(.*?)\s*$", line)
+        if m:
+            rows.append((float(m.group(1)), short_symbol(m.group(2))))
+    return rows[:top]
+
+
+def flush(ctx, f, measure_rows, perf_data=None):
     """Starts the gateway and uplink brokers and a subscriber, then weir on the SIGKILLed
     database: time from start to the first message upstream (recovery) and results/s of the
     flush over the first measure_rows results (first to last message seen)."""
@@ -750,7 +761,15 @@ def flush(ctx, f, measure_rows):
         t0 = time.perf_counter()
         weir = subprocess.Popen([os.path.join(ctx.args.bin_dir, "weir"), "run", f["config"]],
                                 stdout=f["log"], stderr=subprocess.STDOUT)
+        perf = None
+        if perf_data:
+            perf = subprocess.Popen(["perf", "record", "-F", "1999", "-o", perf_data, "-p",
+                                     str(weir.pid)], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
         t_first, first_rows, got, t_last = count_upstream(sub, measure_rows, 900)
+        if perf:
+            perf.send_signal(signal.SIGINT)
+            perf.wait(30)
         rate = (got - first_rows) / (t_last - t_first) if t_last > t_first else None
         return t_first - t0, rate, got
     finally:
@@ -841,6 +860,16 @@ def bench_uplink(ctx):
         "Same runs as uplink: wall time from starting `weir run` on the SIGKILLed database to "
         "the first message the subscriber on the uplink broker receives, gateway broker up."
         + size_note]}
+    if not a.smoke and cases[1]["value"]["median"] < 100e3 and shutil.which("perf"):
+        run = copy_outbox(f, "prof", 100)
+        try:
+            perf_data = os.path.join(ctx.tmp, "uplink.perf")
+            _first, rate, got = flush(ctx, run, run["rows"], perf_data)
+            ctx.profiles.append(profile_md(
+                f"`weir run` flushing {got} results, batch_max 100 ({fmt(rate)} results/s "
+                "under perf)", perf_report_rows(perf_data)))
+        finally:
+            shutil.rmtree(run["dir"], ignore_errors=True)
     ctx.goal("uplink.batched", f">= 100k results/s flushing a {n}-row outbox, batch_max 100",
              cases[1]["value"]["median"], 100e3, "results/s")
     ctx.goal("recovery", f"start to first publish < 1 s with {results[100][2]} undelivered "
@@ -1059,14 +1088,13 @@ def rss_split_kb(pid):
     return out
 
 
-def bench_offline(ctx):
+def run_offline(ctx, devices, scale, lateness):
     """weir run while weir-sim devices go offline for 6 h of simulated time and then replay
-    their backlog: RSS sampled over the whole run, peak and whether it stays flat."""
+    their backlog: RSS sampled over the whole run. Returns the case."""
     a = ctx.args
-    devices = 100 if a.smoke else (1000 if a.quick else 10000)
-    scale = 3600 if (a.smoke or a.quick) else 720
     period_s = 216  # 100 readings per device in 6 h: 1M readings of backlog at 10k devices
     d = tempfile.mkdtemp(dir=ctx.tmp, prefix="offline-")
+    log(f"offline: {devices} devices, allowed_lateness {lateness or 0}, {scale}x")
     scenario = {
         "description": "every device offline for 6 h, then its backlog (bench)",
         "duration": "410m",
@@ -1090,7 +1118,8 @@ def bench_offline(ctx):
     cfg["source"].update({"topics": [{"topic": "bench/{device}/data", "format": "json"}],
                           "timestamp": {"path": "/ts", "unit": "ms"}, "seq": "/seq",
                           "sent_at": "/sent_at", "fields": {"temp": "/t"}})
-    cfg["pipelines"][0]["event_time"] = {"allowed_lateness": "7h", "late": "update"}
+    if lateness:
+        cfg["pipelines"][0]["event_time"] = {"allowed_lateness": lateness, "late": "update"}
     path = os.path.join(d, "config.json")
     with open(path, "w") as f:
         json.dump(cfg, f)
@@ -1149,32 +1178,55 @@ def bench_offline(ctx):
     before = max((kb for _t, n, kb in samples if n <= live and kb), default=0) / 1024
     flat = marks[1.0] <= marks[0.25] * 1.10
     c = {"name": f"weir run, {devices} devices offline 6 h, {total} readings ({backlog} of "
-                 "backlog) replayed", "unit": "MB", "value": stats([peak_kb / 1024]),
+                 f"backlog) replayed, allowed_lateness {lateness or '0 (default)'}",
+         "unit": "MB", "value": stats([peak_kb / 1024]),
          "rss_mb_at_fraction_processed": marks, "rss_mb_before_backlog": round(before, 1),
-         "flat": flat, "readings": total,
+         "flat": flat, "readings": total, "backlog": backlog, "devices": devices,
          "rss_mb_at_end": {k: round(v / 1024, 1) for k, v in split.items()},
          "samples": samples[::max(1, len(samples) // 60)]}
     log(f"offline: peak {peak_kb / 1024:.1f} MB, RSS at 25/50/75/100 %: {marks}, flat {flat}")
-    ctx.result["offline"] = {"cases": [c], "notes": [
-        f"weir-sim (tools/sim) with {devices} devices, one JSON message of 10 readings every "
-        f"{period_s * 10} s per device (a reading every {period_s} s), seq and sent_at; all "
-        "go offline 40 minutes in (after their first message) for 6 h of simulated time (status `offline`), keep their "
-        "readings (buffer 150), then reconnect and publish the backlog, oldest first, before "
-        f"new readings; the simulation runs {scale}x faster than the wall clock, the backlog "
-        "as fast as weir takes it. `weir run` (tumbling 1 m per device, allowed_lateness 7 h, "
-        "durability batch, uplink to a live broker) runs throughout; its VmRSS is sampled "
-        "every 0.25 s together with /metrics weir_readings_total. The value is the peak "
-        "(VmHWM); `rss_mb_at_fraction_processed` is VmRSS when that fraction of all readings "
-        "had been processed; flat means RSS after the whole backlog is within 10 % of RSS "
-        "after its first quarter (memory does not grow with the backlog's length); "
+    return c
+
+
+def bench_offline(ctx):
+    """Peak RSS and whether it stays flat over a 6 h outage and its backlog: with the
+    default allowed_lateness (the goal), and with 6 h (DESIGN's example), which keeps every
+    window of the outage open for late updates, on a smaller fleet."""
+    a = ctx.args
+    devices = 100 if a.smoke else (1000 if a.quick else 10000)
+    scale = 3600 if (a.smoke or a.quick) else 720
+    c = run_offline(ctx, devices, scale, None)
+    cases = [c]
+    if not a.smoke:
+        cases.append(run_offline(ctx, 1000, 3600, "6h"))
+    period_s = 216
+    ctx.result["offline"] = {"cases": cases, "notes": [
+        f"weir-sim (tools/sim) devices sending one JSON message of 10 readings every "
+        f"{period_s * 10} s (a reading every {period_s} s), with seq and sent_at; all "
+        "go offline 40 minutes in (after their first message) for 6 h of simulated time "
+        "(status `offline`), keep their readings (buffer 150), then reconnect and publish "
+        "the backlog, oldest first, before new readings; the simulation runs "
+        f"{scale}x faster than the wall clock, the backlog as fast as weir takes it. "
+        "`weir run` (tumbling 1 m per device, durability batch, uplink to a live broker) "
+        "runs throughout; its VmRSS is sampled every 0.25 s together with /metrics "
+        "weir_readings_total. The value is the peak (VmHWM); "
+        "`rss_mb_at_fraction_processed` is VmRSS when that fraction of all readings had "
+        "been processed; flat means RSS after the whole backlog is within 10 % of RSS after "
+        "its first quarter (memory does not grow with the backlog's length); "
         "`rss_mb_at_end` splits the last VmRSS into RssAnon (heap) and RssFile (binary and "
-        "libraries, RelWithDebInfo build)."
+        "libraries, RelWithDebInfo build). The goal is judged on the first row (default "
+        "allowed_lateness 0: watermarks are per device, so a device's own backlog is not "
+        "late). The second row, allowed_lateness 6 h at 1000 devices, shows the cost of "
+        "that setting: a window's state is kept until the key's watermark passes its end "
+        "plus allowed_lateness (DESIGN 5), so the whole outage's windows stay in memory and "
+        "RSS grows with the backlog by design."
         + ("" if devices >= 10000 else f" This was a {'smoke' if a.smoke else 'quick'} run: "
-           f"{devices} devices and about {devices * 100} readings of backlog, not 10k and 1M "
-           "(full runs).")]}
+           f"{devices} devices and about {devices * 100} readings of backlog in the first "
+           "row, not 10k and 1M (full runs).")]}
+    flat, backlog, peak = c["flat"], c["backlog"], c["value"]["max"]
     ctx.goal("memory.offline", f"peak RSS <= 12 MB and flat over a 6 h offline period with a "
              f"{backlog}-reading backlog replayed ({devices} keys; flat: "
-             f"{'yes' if flat else 'no'})", peak_kb / 1024, 12.0, "MB", higher_is_better=False)
+             f"{'yes' if flat else 'no'})", peak, 12.0, "MB", higher_is_better=False)
     if not flat:
         ctx.goals[-1]["met"] = False
 
