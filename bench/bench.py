@@ -448,7 +448,18 @@ def ingest_payloads(n, keys):
         yield '{"d":"dev-%d","ts":%d,"temp":%.1f}' % (i % keys, ts, 20 + (i % 97) * 0.1)
 
 
+BENCH_DIR = os.path.join(ROOT, "build", "bench")  # set from --bench-dir
+
+
 def publish_lines(broker, topic, lines_path):
+    """Queues every line as a QoS 1 message and returns once the broker has PUBACKed all.
+    mosquitto_pub -l does not wait: at EOF it disconnects with messages still unsent (of
+    300k lines about 38k reached the broker), so the bare Paho publisher does this."""
+    paho = os.path.join(BENCH_DIR, "weir_paho_pub")
+    if os.path.exists(paho):
+        subprocess.run([paho, broker.uri, f"bench-queue-{os.getpid()}", topic, lines_path],
+                       check=True, stdout=subprocess.DEVNULL)
+        return
     subprocess.run(["mosquitto_pub", "-p", str(broker.port), "-h", "127.0.0.1", "-q", "1",
                     "-t", topic, "-l"], stdin=open(lines_path), check=True,
                    stdout=subprocess.DEVNULL)
@@ -586,8 +597,9 @@ def bench_ingest(ctx):
         cases.append(c)
     ctx.result["ingest"] = {"cases": cases, "notes": [
         "Drain mode (shared/BENCHMARKING.md): weir connects once to create its persistent "
-        "session and stops; N readings are published at QoS 1 (mosquitto_pub -l, one topic, "
-        "device from the payload) while it is away; then `weir run` starts and the time from "
+        "session and stops; N readings are published at QoS 1 (bench/paho_pub.cc, which "
+        "returns once the broker has PUBACKed every one; one topic, device from the "
+        "payload) while it is away; then `weir run` starts and the time from "
         "the first to the last reading counted by /metrics weir_readings_total is the drain "
         "time (polled every 2-5 ms; weir's source subscribes at QoS 1). The baseline drains "
         "the same number of queued messages from the same broker with a persistent session, "
@@ -1524,7 +1536,9 @@ def write_report(ctx, out_dir, started):
         f.write("\n")
     m = ctx.machine
     lines = ["# weir benchmark report", "",
-             f"Generated {started} by `scripts/bench{' --quick' if ctx.args.quick else ''}`"
+             f"Generated {started} by `scripts/bench{' --quick' if ctx.args.quick else ''}"
+             f"{' --full ' + ctx.args.full if ctx.args.full else ''}"
+             f"{' --only ' + ctx.args.only if ctx.args.only else ''}`"
              f" ({ctx.args.runs} runs per figure). Machine: {m['nproc']} cores, {m['cpu']}, "
              f"Linux {m['kernel']}, load average at start {m['load_avg_at_start']}.", "",
              "The machine is shared and noisy: compare ratios to the baseline measured in the "
@@ -1537,8 +1551,10 @@ def write_report(ctx, out_dir, started):
                                  if g["ratio_to_target"] else "") + " |")
     lines += ["", "Not measured yet (issue 10): " + "; ".join(gaps(ctx)) + "."]
     for name, b in ctx.result.items():
-        lines += ["", f"## {name}", "",
-                  "| case | unit | min | median | max | baseline median | ratio | extra |",
+        lines += ["", f"## {name}", ""]
+        if b.get("size"):
+            lines += [f"Size: {b['size']} run.", ""]
+        lines += ["| case | unit | min | median | max | baseline median | ratio | extra |",
                   "|---|---|---|---|---|---|---|---|"]
         for c in b["cases"]:
             v, bl = c["value"], c.get("baseline")
@@ -1579,6 +1595,8 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="tiny inputs, for the CI test")
     ap.add_argument("--only", default="")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--full", default="",
+                    help="with --quick: these benchmarks still run at full size")
     ap.add_argument("--bin-dir", default=os.path.join(ROOT, "build", "bin"))
     ap.add_argument("--bench-dir", default=os.path.join(ROOT, "build", "bench"))
     ap.add_argument("--out-dir", default=HERE)
@@ -1586,12 +1604,16 @@ def main():
                     help="hand-kept notes per missed goal, copied into the report's "
                          "'Where the time goes' section")
     args = ap.parse_args()
+    global BENCH_DIR
+    BENCH_DIR = args.bench_dir
     # The peer needs npm and a minute of Node-RED start-ups: full runs, or when named.
     only = [x for x in args.only.split(",") if x] or (
         [x for x in ALL if x != "peer"] if args.quick else ALL)
     for x in only:
         if x not in ALL:
             ap.error(f"unknown benchmark {x}; known: {', '.join(ALL)}")
+    quick = args.quick
+    full = [x for x in args.full.split(",") if x]
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     tmp = tempfile.mkdtemp(prefix="weir-bench-")
     ctx = Ctx(args, tmp)
@@ -1611,6 +1633,7 @@ def main():
                 ctx.result[name] = {"cases": [], "notes": ["Not implemented yet."]}
                 continue
             log(f"{name}: start")
+            args.quick = quick and name not in full
             try:
                 funcs[name](ctx)
             except Exception as e:  # one broken benchmark must not lose the others' figures
@@ -1618,7 +1641,12 @@ def main():
                 failed.append(name)
                 ctx.result[name] = {"cases": ctx.result.get(name, {}).get("cases", []),
                                     "notes": [f"Failed: {e}"]}
-        write_report(ctx, args.out_dir, started)
+            size = "smoke" if args.smoke else ("quick" if args.quick else "full")
+            for sec in ([name, "recovery"] if name == "uplink" else [name]):
+                if sec in ctx.result:
+                    ctx.result[sec]["size"] = size
+            args.quick = quick
+            write_report(ctx, args.out_dir, started)  # a run stopped later keeps these
         log(f"wrote {args.out_dir}/report.md and report.json")
     finally:
         if os.environ.get("WEIR_BENCH_KEEP"):
