@@ -1469,6 +1469,8 @@ class Ctx:
         self.result = {}
         self.goals = []
         self.profiles = []
+        self.kept, self.kept_goals, self.kept_profiles = {}, [], []  # --merge
+        self.only = []
 
     def goal(self, gid, text, measured, target, unit, higher_is_better=True):
         if measured is None:
@@ -1526,7 +1528,54 @@ def gaps(ctx):
     return out
 
 
+PROFILE_SECTIONS = [("Engine", "core"), ("`weir replay`", "core"),
+                    ("`weir run` draining", "ingest"), ("`weir run` flushing", "uplink")]
+
+
+def merge_previous(ctx, path):
+    """--merge: sections, goals and profiles of an earlier report that this run does not
+    measure are kept (each section says which run it came from)."""
+    try:
+        with open(path) as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        return
+    ran = set(ctx.only) | ({"recovery"} if "uplink" in ctx.only else set())
+    for name, b in old.get("benchmarks", {}).items():
+        if name not in ran:
+            b.setdefault("generated", old.get("generated"))
+            ctx.kept[name] = b
+    kept_goals = {"core": ("core.",), "ingest": ("ingest.",), "uplink": ("uplink.", "recovery"),
+                  "offline": ("memory.offline",), "footprint": ("memory.10k", "footprint.")}
+    for g in old.get("goals", []):
+        owner = next((n for n, pre in kept_goals.items()
+                      if any(g["id"].startswith(x) for x in pre)), None)
+        if owner not in ran:
+            ctx.kept_goals.append(g)
+    for pr in old.get("profiles", []):
+        owner = next((n for pre, n in PROFILE_SECTIONS if pr.startswith(pre)), None)
+        if owner not in ran:
+            ctx.kept_profiles.append(pr)
+
+
 def write_report(ctx, out_dir, started):
+    result = dict(ctx.kept)
+    result.update(ctx.result)
+    order = [n for n in ALL + ["recovery"] if n in result]
+    order = [n for n in order if n != "recovery"]
+    if "recovery" in result:
+        order.insert(order.index("uplink") + 1 if "uplink" in order else len(order), "recovery")
+    saved = ctx.result, ctx.goals, ctx.profiles
+    ctx.result = {n: result[n] for n in order}
+    ctx.goals = ctx.kept_goals + ctx.goals
+    ctx.profiles = ctx.kept_profiles + ctx.profiles
+    try:
+        write_report_now(ctx, out_dir, started)
+    finally:
+        ctx.result, ctx.goals, ctx.profiles = saved
+
+
+def write_report_now(ctx, out_dir, started):
     report = {"generated": started, "quick": ctx.args.quick, "smoke": ctx.args.smoke,
               "runs": ctx.args.runs, "machine": ctx.machine, "benchmarks": ctx.result,
               "goals": ctx.goals, "profiles": ctx.profiles}
@@ -1553,7 +1602,9 @@ def write_report(ctx, out_dir, started):
     for name, b in ctx.result.items():
         lines += ["", f"## {name}", ""]
         if b.get("size"):
-            lines += [f"Size: {b['size']} run.", ""]
+            lines += [f"Size: {b['size']} run" + (f", from the run of {b['generated']} (kept "
+                                                 "by --merge)" if b.get("generated") else "")
+                      + ".", ""]
         lines += ["| case | unit | min | median | max | baseline median | ratio | extra |",
                   "|---|---|---|---|---|---|---|---|"]
         for c in b["cases"]:
@@ -1595,6 +1646,8 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="tiny inputs, for the CI test")
     ap.add_argument("--only", default="")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the sections of the existing report this run does not measure")
     ap.add_argument("--full", default="",
                     help="with --quick: these benchmarks still run at full size")
     ap.add_argument("--bin-dir", default=os.path.join(ROOT, "build", "bin"))
@@ -1618,6 +1671,9 @@ def main():
     tmp = tempfile.mkdtemp(prefix="weir-bench-")
     ctx = Ctx(args, tmp)
     ctx.machine = machine()
+    ctx.only = only
+    if args.merge:
+        merge_previous(ctx, os.path.join(args.out_dir, "report.json"))
     ctx.profile = ""
     if os.path.exists(args.profile_note):
         with open(args.profile_note) as f:
