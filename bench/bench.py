@@ -1592,7 +1592,10 @@ def write_report_now(ctx, out_dir, started):
              f" ({ctx.args.runs} runs per figure). Machine: {m['nproc']} cores, {m['cpu']}, "
              f"Linux {m['kernel']}, load average at start {m['load_avg_at_start']}.", "",
              "The machine is shared and noisy: compare ratios to the baseline measured in the "
-             "same run, not absolute figures between reports.", "", "## Goals", "",
+             "same run, not absolute figures between reports."
+             + (" Sections kept from an earlier run by `--merge` say so under their heading."
+                if any(b.get("generated") for b in ctx.result.values()) else ""),
+             "", "## Goals", "",
              "| goal | measured | target | met |", "|---|---|---|---|"]
     for g in ctx.goals:
         met = {True: "met", False: "**not met**", None: "not measured"}[g["met"]]
