@@ -296,7 +296,7 @@ def bench_core(ctx):
                                       "--drain"])
                 vals.append(n / cpu)
             c = case(f"replay flatbuffers tumbling @{keys} keys", "readings/s/core", vals,
-                     "weir replay of the same readings as JSON lines (row above)", json_vals,
+                     "weir replay of the same readings as JSON lines (tumbling, same keys, same run)", json_vals,
                      extra={"readings": n})
             log(f"core: {c['name']}: median {c['value']['median']:.0f}/s ratio {c['ratio']}")
             cases.append(c)
