@@ -95,15 +95,20 @@ def wait_for(what, pred, timeout_s=60.0, interval_s=0.01):
     raise TimeoutError(f"timed out waiting for {what}")
 
 
-def vm_hwm_kb(pid):
+def proc_status_kb(pid, field):
+    """A kB field of /proc/PID/status (VmHWM, VmRSS, ...), None when the process is gone."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
     except OSError:
         pass
     return None
+
+
+def vm_hwm_kb(pid):
+    return proc_status_kb(pid, "VmHWM")
 
 
 def metrics(port):
@@ -1076,14 +1081,7 @@ def bench_sink(ctx):
 # ---------------------------------------------------------------- memory over a 6 h offline period
 
 def vm_rss_kb(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+    return proc_status_kb(pid, "VmRSS")
 
 
 def rss_split_kb(pid):
