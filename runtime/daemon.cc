@@ -50,6 +50,16 @@ constexpr uint64_t kIngestPollMs = 1;
 // backlog of 1M readings replayed after an outage held ~50 MB here.)
 constexpr size_t kMaxPendingOutbox = 8192;
 
+// ... and never more than a small part of storage.max_bytes (about 2 KB a result
+// there with its state and index), so that one commit always fits the file: a batch
+// larger than the room left can never commit, and on_full block would wait for ever.
+size_t MaxPendingOutbox(const Config& config) {
+  int64_t by_size = config.storage.max_bytes / 2048;
+  if (config.storage.max_bytes <= 0 || by_size >= static_cast<int64_t>(kMaxPendingOutbox))
+    return kMaxPendingOutbox;
+  return static_cast<size_t>(std::max<int64_t>(by_size, 64));
+}
+
 int64_t WallClockMs() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
@@ -953,7 +963,7 @@ struct Daemon::Impl {
   // validate` prints when a commit is slow (the queue then fills and pushes
   // back to the broker, DESIGN 6.1).
   bool IngestPaused() const {
-    return pending.outbox.size() >= kMaxPendingOutbox ||
+    return pending.outbox.size() >= MaxPendingOutbox(config) ||
            pending.journal.size() >= static_cast<size_t>(MaxPendingMessages(config)) ||
            store->stats().full;
   }
