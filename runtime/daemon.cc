@@ -534,7 +534,16 @@ struct Daemon::Impl {
       RecordConfig(config, generations, stored.value(), &pending);
       // The config history grows by changes only, not by every start.
       if (last.value() && last.value()->text == config.text) pending.config.reset();
-      return CommitAndWait();
+      Status st = CommitAndWait();
+      if (!st.ok() && store->stats().full) {
+        // on_full block with a full file: the replayed batch waits in `pending` like
+        // any refused batch, the uplink frees room by delivering, and the commit
+        // timer retries; the journal keeps the readings until then.
+        LOG_WARN(kLog, "storage is full: the replayed readings' results wait for room (%s)",
+                 st.ToString().c_str());
+        return Status::Ok();
+      }
+      return st;
     }
     RETURN_IF_ERROR(CommitAndWait());
     LOG_INFO(kLog,
